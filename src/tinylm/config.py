@@ -1,0 +1,225 @@
+"""Typed run configuration: model and training settings, presets, file loading.
+
+Keys keep the teaching notebook's names (``n_embed``, ``n_heads``, ...), so the notebook's
+cloud config is accepted verbatim::
+
+    from tinylm.config import load_config
+    cfg = load_config(preset="attention-1", overrides=["max_iters=100", "dropout=0.0"])
+    cfg.model.n_embed, cfg.train.learning_rate
+
+Every key lives in exactly one section (``model`` or ``train``), so a flat mapping such as
+``{"n_embed": 64, "max_iters": 100}`` is unambiguous. Unknown keys and wrong types raise
+``ConfigError`` with a one-line message that says how to fix them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinylm.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+from tinylm.presets import PRESETS
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the network. ``kind`` is ``bigram`` or ``transformer``."""
+
+    kind: str = "transformer"
+    block_size: int = 16  # context length T
+    n_embed: int = 64  # channels C
+    n_heads: int = 4
+    n_layer: int = 1
+    dropout: float = 0.0
+    bias: bool = False  # biases in Linear layers and LayerNorms
+
+
+@dataclass
+class TrainConfig:
+    """How to optimise. Defaults are the notebook's; new options default to off."""
+
+    batch_size: int = 32
+    max_iters: int = 4001
+    eval_interval: int = 500
+    eval_iters: int = 200
+    learning_rate: float = 3e-3
+    lr_schedule: str = "constant"  # "constant", "cosine" or "linear" (linear = warmdown to min_lr)
+    warmup_iters: int = 0
+    lr_decay_iters: int = 0  # 0 means max_iters
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 0.0  # 0 disables clipping
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "auto"  # "auto" (bf16 autocast where supported), "float32", "bfloat16"
+    compile: bool = False
+    target_val_loss: float = 0.0  # stop early once the val estimate reaches it (0 = never)
+    data: str = ""  # path to a UTF-8 text file; "" means Tiny Shakespeare
+    val_fraction: float = 0.1
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        cfg = cls()
+        apply_mapping(cfg, data)
+        validate(cfg)
+        return cfg
+
+
+SECTIONS = ("model", "train")
+
+
+def _field_types(section: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(section))
+
+
+def _section_for(cfg: RunConfig, key: str) -> Any:
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        if key in _field_types(section):
+            return section
+    known = sorted(k for name in SECTIONS for k in _field_types(getattr(cfg, name)))
+    raise ConfigError(f"unknown config key '{key}'; known keys: {', '.join(known)}")
+
+
+def _coerce(key: str, value: Any, expected: type) -> Any:
+    """Check a JSON/TOML value against the field type; ints are accepted for floats."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(
+        f"config key '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _parse_string(key: str, text: str, expected: type) -> Any:
+    """Parse a ``--set key=value`` string into the field's type."""
+    if expected is str:
+        return text
+    if expected is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"config key '{key}' must be true or false, got {text!r}")
+    try:
+        return expected(text)
+    except ValueError:
+        raise ConfigError(f"config key '{key}' must be {expected.__name__}, got {text!r}") from None
+
+
+def set_value(cfg: RunConfig, key: str, value: Any, from_string: bool = False) -> None:
+    if "." in key:  # "model.n_embed" is the same key as "n_embed"
+        prefix, key = key.split(".", 1)
+        if prefix not in SECTIONS:
+            raise ConfigError(f"unknown config section '{prefix}'; use one of {', '.join(SECTIONS)}")
+    section = _section_for(cfg, key)
+    expected = _field_types(section)[key]
+    value = _parse_string(key, value, expected) if from_string else _coerce(key, value, expected)
+    setattr(section, key, value)
+
+
+def apply_mapping(cfg: RunConfig, data: dict[str, Any]) -> None:
+    """Apply a flat (``{"n_embed": 64}``) or sectioned (``{"model": {...}}``) mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a JSON/TOML object of key: value, got {type(data).__name__}")
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                set_value(cfg, f"{key}.{sub_key}", sub_value)
+        else:
+            set_value(cfg, key, value)
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> None:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r} (example: --set max_iters=100)")
+        key, text = item.split("=", 1)
+        set_value(cfg, key.strip(), text.strip(), from_string=True)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+
+
+def parse_config_json(text: str) -> dict[str, Any]:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--config-json is not valid JSON ({exc}); quote it: '{{\"max_iters\": 100}}'") from None
+
+
+def load_config(
+    preset: str | None = None,
+    file: str | Path | None = None,
+    json_text: str | None = None,
+    overrides: list[str] | None = None,
+) -> RunConfig:
+    """Defaults, then the preset, then the file, then the JSON string, then ``--set`` items."""
+    cfg = RunConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+        apply_mapping(cfg, PRESETS[preset])
+    if file is not None:
+        apply_mapping(cfg, read_config_file(file))
+    if json_text is not None:
+        apply_mapping(cfg, parse_config_json(json_text))
+    apply_overrides(cfg, overrides or [])
+    validate(cfg)
+    return cfg
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(cfg: RunConfig) -> None:
+    m, t = cfg.model, cfg.train
+    _require(m.kind in ("bigram", "transformer"), f"kind must be 'bigram' or 'transformer', got {m.kind!r}")
+    for name, value in [("block_size", m.block_size), ("n_embed", m.n_embed), ("n_heads", m.n_heads),
+                        ("n_layer", m.n_layer), ("batch_size", t.batch_size), ("max_iters", t.max_iters),
+                        ("eval_interval", t.eval_interval), ("eval_iters", t.eval_iters)]:
+        _require(value > 0, f"{name} must be a positive integer, got {value}")
+    _require(t.learning_rate > 0, f"learning_rate must be positive, got {t.learning_rate}")
+    _require(m.n_embed % m.n_heads == 0,
+             f"n_embed ({m.n_embed}) must be divisible by n_heads ({m.n_heads}); change one of them")
+    _require(0.0 <= m.dropout < 1.0, f"dropout must be in [0, 1), got {m.dropout}")
+    _require(0.0 < t.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {t.val_fraction}")
+    _require(t.lr_schedule in ("constant", "cosine", "linear"),
+             f"lr_schedule must be 'constant', 'cosine' or 'linear', got {t.lr_schedule!r}")
+    _require(t.dtype in ("auto", "float32", "bfloat16"), f"dtype must be auto, float32 or bfloat16, got {t.dtype!r}")
+    _require(t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
+             f"device must be auto, cpu, cuda or mps, got {t.device!r}")

@@ -1,0 +1,144 @@
+"""A GPT-style decoder-only transformer, readable top to bottom.
+
+    model = TransformerLanguageModel(vocab_size=65, n_embed=64, block_size=16, n_layer=1, n_heads=4)
+    logits, loss = model(x, y)     # x, y: (B, T) -> logits (B, T, V), scalar loss
+
+Token embedding + position embedding -> ``n_layer`` x [LayerNorm -> causal multi-head
+self-attention -> residual, LayerNorm -> 4x MLP -> residual] -> LayerNorm -> linear head.
+Shapes: B batch, T time (<= block_size), C channels (n_embed), H heads, hs = C // H head size.
+
+``BigramLanguageModel`` is the teaching notebook's name for this class; it is kept as an alias
+so the notebook runs unchanged, but the model is a transformer, not a bigram model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tinylm.config import ModelConfig
+from tinylm.generate import generate
+
+
+class CausalSelfAttention(nn.Module):
+    """H heads attend in parallel; position t sees positions <= t only."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.qkv = nn.Linear(cfg.n_embed, 3 * cfg.n_embed, bias=cfg.bias)  # queries, keys, values at once
+        self.proj = nn.Linear(cfg.n_embed, cfg.n_embed, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project (B, T, C) into queries, keys and values, each (B, H, T, hs)."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
+        return tuple(t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.heads(x)  # (B, H, T, hs)
+        # Fused kernel (flash attention on GPUs): softmax(q k^T / sqrt(hs) + causal mask) v.
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )  # (B, H, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
+        return self.resid_dropout(self.proj(y))
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, H, T, T) attention matrix that forward() applies, spelled out for inspection."""
+        q, k, _ = self.heads(x)
+        T = x.size(1)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, T)
+        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+
+
+class MLP(nn.Module):
+    """Per-position feed-forward network, 4x wider in the middle."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embed, 4 * cfg.n_embed, bias=cfg.bias)
+        self.proj = nn.Linear(4 * cfg.n_embed, cfg.n_embed, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm residual block: communicate (attention), then compute (MLP)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.n_embed, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.n_embed, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))  # (B, T, C)
+        return x + self.mlp(self.ln2(x))  # (B, T, C)
+
+
+class TransformerLanguageModel(nn.Module):
+    def __init__(self, vocab_size: int, n_embed: int = 64, block_size: int = 16, n_layer: int = 1,
+                 n_heads: int = 4, dropout: float = 0.0, **options):
+        super().__init__()
+        cfg = ModelConfig(kind="transformer", block_size=block_size, n_embed=n_embed, n_heads=n_heads,
+                          n_layer=n_layer, dropout=dropout, **options)
+        self.config, self.vocab_size, self.block_size = cfg, vocab_size, block_size
+        self.token_embedding = nn.Embedding(vocab_size, n_embed)
+        self.position_embedding = nn.Embedding(block_size, n_embed)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embed, bias=cfg.bias)
+        self.head = nn.Linear(n_embed, vocab_size, bias=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # GPT-2: keep the residual stream's variance flat in depth
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, vocab_size: int) -> "TransformerLanguageModel":
+        fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "kind"}
+        return cls(vocab_size, **fields)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # Small N(0, 0.02) weights make every logit ~0 at step 0, so the loss starts near ln(V).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.size(1)
+        positions = torch.arange(T, device=idx.device)  # (T,)
+        return self.dropout(self.token_embedding(idx) + self.position_embedding(positions))  # (B, T, C)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        B, T = idx.shape
+        if T > self.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.block_size}")
+        x = self.embed(idx)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)  # (B, T, C)
+        logits = self.head(self.ln_f(x))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T))
+        return logits, loss
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
+
+
+BigramLanguageModel = TransformerLanguageModel  # the notebook's name for the transformer

@@ -1,0 +1,128 @@
+"""The real CLI in a subprocess: the happy path, and every bad input giving one line and exit code 2."""
+
+import json
+
+import pytest
+
+from conftest import TINY
+
+TINY_SET = [arg for item in TINY + ["max_iters=12", "eval_interval=6"] for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_cache):
+    from conftest import run_cli
+
+    text = tmp_path_factory.mktemp("text") / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 100, encoding="utf-8")
+    run_dir = tmp_path_factory.mktemp("runs") / "r"
+    done = run_cli("train", *TINY_SET, "--data", str(text), "--out", str(run_dir), "--device", "cpu", "--quiet")
+    assert done.returncode == 0, done.stderr
+    return run_dir, text, done
+
+
+def assert_user_error(done, *fragments):
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tinylm: error:"), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_train_prints_evals_val_perplexity_and_a_sample(trained_run):
+    run_dir, _, done = trained_run
+    assert "step 0: perplexity:" in done.stdout and "step 11: perplexity:" in done.stdout
+    assert "val perplexity (full split):" in done.stdout
+    assert (run_dir / "ckpt.pt").is_file()
+
+
+def test_sample_and_eval(trained_run, cli):
+    run_dir, text, _ = trained_run
+    done = cli("sample", "--run", str(run_dir), "--prompt", "the ", "--max-new-tokens", "20", "--num-samples", "2")
+    assert done.returncode == 0, done.stderr
+    samples = done.stdout.strip().split("\n---\n")
+    assert len(samples) == 2 and all(s.startswith("the ") and len(s) == 24 for s in samples)
+    again = cli("sample", "--run", str(run_dir), "--prompt", "the ", "--max-new-tokens", "20", "--num-samples", "2")
+    assert again.stdout == done.stdout  # same seed, same text
+    done = cli("eval", "--run", str(run_dir))
+    assert done.returncode == 0 and "val perplexity:" in done.stdout and "train perplexity:" in done.stdout
+
+
+def test_python_dash_m_and_help(cli):
+    for command in ([], ["train"], ["sample"], ["eval"]):
+        done = cli(*command, "--help")
+        assert done.returncode == 0 and "usage: tinylm" in done.stdout
+
+
+def test_resume_continues_and_an_existing_run_is_not_overwritten(trained_run, cli, tmp_path):
+    run_dir, text, _ = trained_run
+    before = (run_dir / "ckpt.pt").read_bytes()
+    done = cli("train", *TINY_SET, "--data", str(text), "--out", str(run_dir))
+    assert_user_error(done, "already holds a run", "--resume")
+    assert (run_dir / "ckpt.pt").read_bytes() == before
+    done = cli("train", "--out", str(run_dir), "--resume", "--set", "max_iters=18", "--quiet", "--sample-chars", "0")
+    assert done.returncode == 0, done.stderr
+    assert "step 12: perplexity:" in done.stdout and "step 17: perplexity:" in done.stdout
+
+
+@pytest.mark.parametrize("content", [b"", "caf\u00e9".encode("latin-1"), b"too short"])
+def test_bad_data_files(cli, tmp_path, content):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    done = cli("train", *TINY_SET, "--data", str(path), "--out", str(tmp_path / "r"))
+    assert_user_error(done, str(path) if content != b"too short" else "block_size")
+    assert not (tmp_path / "r" / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "n_embed=30", "--set", "n_heads=4"], "divisible by n_heads"),
+    (["--set", "learning_rate=0"], "learning_rate must be positive"),
+    (["--set", "max_iters=-1"], "max_iters must be a positive"),
+    (["--set", "batch_size=0"], "batch_size must be a positive"),
+    (["--set", "block_size=0"], "block_size must be a positive"),
+    (["--set", "dropout=1.5"], "dropout must be in [0, 1)"),
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--set", "n_embd=64"], "unknown config key 'n_embd'"),
+    (["--config-json", '{"max_iters": "many"}'], "'max_iters' must be int"),
+    (["--set", "max_iters=lots"], "'max_iters' must be int"),
+    (["--device", "cuda"], "no CUDA GPU"),
+])
+def test_bad_configs(cli, tmp_path, small_text, args, fragment):
+    done = cli("train", "--data", str(small_text), "--out", str(tmp_path / "r"), *args)
+    assert_user_error(done, fragment)
+
+
+def test_bad_config_file(cli, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"n_layers": 2}))
+    assert_user_error(cli("train", "--config", str(path)), "unknown config key 'n_layers'")
+    assert_user_error(cli("train", "--config", str(tmp_path / "missing.toml")), "config file not found")
+
+
+def test_bad_run_dirs(cli, tmp_path):
+    assert_user_error(cli("sample", "--run", str(tmp_path / "nope")), "run directory not found")
+    assert_user_error(cli("eval", "--run", str(tmp_path)), "no checkpoint in")
+    assert_user_error(cli("train", "--resume", "--out", str(tmp_path)), "no checkpoint in")
+
+
+def test_truncated_checkpoint(cli, trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ckpt.pt").write_bytes((run_dir / "ckpt.pt").read_bytes()[:1000])
+    assert_user_error(cli("sample", "--run", str(broken)), "damaged or truncated")
+
+
+def test_prompt_with_unseen_characters(cli, trained_run):
+    run_dir, _, _ = trained_run
+    assert_user_error(cli("sample", "--run", str(run_dir), "--prompt", "ZEUS!"), "'!' 'E' 'S' 'U' 'Z'")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--temperature", "-1"], "--temperature"), (["--top-k", "0"], "--top-k"),
+    (["--top-p", "1.5"], "--top-p"), (["--num-samples", "0"], "--num-samples"),
+])
+def test_bad_sampling_options(cli, trained_run, args, fragment):
+    run_dir, _, _ = trained_run
+    assert_user_error(cli("sample", "--run", str(run_dir), *args), fragment)

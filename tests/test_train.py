@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+
+from tinylm.checkpoint import load_checkpoint
+from tinylm.config import load_config
+from tinylm.train import LRSchedule
+from tinylm.run import train_run
+
+from conftest import TINY
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+def tiny_config(text_path, *extra):
+    return load_config(overrides=TINY + [f"data={text_path}", "dropout=0.1", "eval_interval=5", *extra])
+
+
+def weights(result):
+    return result.trainer.model.state_dict()
+
+
+def test_same_seed_gives_bitwise_equal_weights(small_text):
+    a = train_run(tiny_config(small_text, "max_iters=15"), None, **QUIET)
+    b = train_run(tiny_config(small_text, "max_iters=15"), None, **QUIET)
+    assert all(torch.equal(a_w, weights(b)[k]) for k, a_w in weights(a).items())
+    c = train_run(tiny_config(small_text, "max_iters=15", "seed=2"), None, **QUIET)
+    assert not torch.equal(weights(a)["head.weight"], weights(c)["head.weight"])
+
+
+def test_resumed_run_equals_an_uninterrupted_one_step_for_step(small_text, tmp_path):
+    schedule = ["lr_schedule=cosine", "warmup_iters=3", "lr_decay_iters=20", "min_lr=1e-4"]
+    full = train_run(tiny_config(small_text, "max_iters=20", *schedule), tmp_path / "full", **QUIET)
+    train_run(tiny_config(small_text, "max_iters=12", *schedule), tmp_path / "split", **QUIET)
+    resumed = train_run(tiny_config(small_text, "max_iters=20", *schedule), tmp_path / "split", resume=True, **QUIET)
+    assert resumed.trainer.train_losses == full.trainer.train_losses  # exact floats, every step
+    assert all(torch.equal(w, weights(resumed)[k]) for k, w in weights(full).items())
+    assert [m["step"] for m in resumed.trainer.metrics] == [0, 5, 10, 11, 15, 19]
+
+
+def test_loss_goes_down_and_metrics_are_logged(small_text, tmp_path):
+    result = train_run(tiny_config(small_text, "max_iters=60", "learning_rate=1e-2"), tmp_path / "r", **QUIET)
+    first, last = result.trainer.metrics[0], result.trainer.metrics[-1]
+    assert first["val_loss"] > last["val_loss"] + 0.5
+    assert set(first) >= {"step", "train_loss", "val_loss", "train_perplexity", "val_perplexity", "lr"}
+    assert math.isclose(last["val_perplexity"], math.exp(last["val_loss"]))
+
+
+def test_early_stop_at_the_target_val_loss_keeps_a_checkpoint(small_text, tmp_path):
+    result = train_run(tiny_config(small_text, "max_iters=500", "learning_rate=1e-2", "target_val_loss=2.5"),
+                       tmp_path / "r", **QUIET)
+    assert result.final["val_loss"] <= 2.5 and result.trainer.step < 500
+    assert load_checkpoint(tmp_path / "r" / "ckpt.pt")["metrics"][-1]["val_loss"] <= 2.5
+
+
+def test_lr_schedule_warms_up_then_decays_to_min_lr():
+    cosine = LRSchedule(1e-3, "cosine", warmup_iters=10, decay_iters=110, min_lr=1e-4)
+    assert cosine(0) == pytest.approx(1e-4) and cosine(9) == pytest.approx(1e-3)
+    assert cosine(60) == pytest.approx(5.5e-4) and cosine(110) == pytest.approx(1e-4) and cosine(500) == pytest.approx(1e-4)
+    linear = LRSchedule(1e-3, "linear", warmup_iters=0, decay_iters=100, min_lr=0.0)
+    assert linear(50) == pytest.approx(5e-4)
+    assert LRSchedule(3e-3)(1234) == 3e-3
+
+
+# A short golden loss curve: tiny model, small corpus, CPU fp32, seed 1337. These numbers were
+# measured once with this code; a change that moves them changed the training math.
+GOLDEN_TRAIN_LOSSES = [3.5002, 3.428, 3.3204, 3.258, 3.2087, 3.1738, 3.0993, 3.0502, 2.9605, 2.9292]
+
+
+def test_golden_loss_curve(small_text):
+    result = train_run(tiny_config(small_text, "max_iters=10", "dropout=0.0"), None, **QUIET)
+    assert result.trainer.train_losses == pytest.approx(GOLDEN_TRAIN_LOSSES, abs=2e-4)
