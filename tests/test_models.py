@@ -14,10 +14,10 @@ def tiny_transformer(**options):
     return TransformerLanguageModel(V, n_embed=32, block_size=16, n_layer=2, n_heads=2, **options)
 
 
-def test_notebook_name_is_an_alias_of_the_transformer():
-    assert BigramLanguageModel is TransformerLanguageModel
+def test_notebook_name_is_the_transformer_with_the_notebooks_init():
     model = BigramLanguageModel(V, 64, 16, 1, 4, 0.1)  # the notebook's positional call
-    assert model.config.n_heads == 4 and model.config.dropout == 0.1
+    assert isinstance(model, TransformerLanguageModel)
+    assert model.config.n_heads == 4 and model.config.dropout == 0.1 and model.config.init == "pytorch"
 
 
 def test_loss_at_init_is_about_ln_vocab():

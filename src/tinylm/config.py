@@ -42,6 +42,7 @@ class ModelConfig:
     n_layer: int = 1
     dropout: float = 0.0
     bias: bool = False  # biases in Linear layers and LayerNorms
+    init: str = "gpt2"  # "gpt2": N(0, 0.02) weights; "pytorch": each layer's own default, as the lecture code
 
 
 @dataclass
@@ -218,6 +219,7 @@ def validate(cfg: RunConfig) -> None:
              f"n_embed ({m.n_embed}) must be divisible by n_heads ({m.n_heads}); change one of them")
     _require(0.0 <= m.dropout < 1.0, f"dropout must be in [0, 1), got {m.dropout}")
     _require(0.0 < t.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {t.val_fraction}")
+    _require(m.init in ("gpt2", "pytorch"), f"init must be 'gpt2' or 'pytorch', got {m.init!r}")
     _require(t.lr_schedule in ("constant", "cosine", "linear"),
              f"lr_schedule must be 'constant', 'cosine' or 'linear', got {t.lr_schedule!r}")
     _require(t.dtype in ("auto", "float32", "bfloat16"), f"dtype must be auto, float32 or bfloat16, got {t.dtype!r}")

@@ -5,12 +5,13 @@ applies it on top of the defaults, and ``--set key=value`` can still change any 
 """
 
 # The notebook's hyperparameters: batch 32, block 16, AdamW at a constant lr 3e-3 with torch's
-# default weight decay 0.01, evaluated every 500 steps.
-_NOTEBOOK = {"batch_size": 32, "block_size": 16, "learning_rate": 3e-3, "weight_decay": 0.01, "eval_interval": 500}
+# default weight decay 0.01, evaluated every 500 steps; PyTorch's default weight init, as there.
+_NOTEBOOK = {"batch_size": 32, "block_size": 16, "learning_rate": 3e-3, "weight_decay": 0.01,
+             "eval_interval": 500, "init": "pytorch"}
 
 # nanoGPT's config/train_shakespeare_char.py, field for field.
 _NANOGPT_CHAR = {
-    "n_layer": 6, "n_heads": 6, "n_embed": 384, "block_size": 256, "batch_size": 64,
+    "init": "gpt2", "n_layer": 6, "n_heads": 6, "n_embed": 384, "block_size": 256, "batch_size": 64,
     "dropout": 0.2, "learning_rate": 1e-3, "lr_schedule": "cosine", "min_lr": 1e-4,
     "max_iters": 5000, "lr_decay_iters": 5000, "warmup_iters": 100, "beta2": 0.99,
     "weight_decay": 0.1, "grad_clip": 1.0, "eval_interval": 250, "eval_iters": 200,
