@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from tinylm.checkpoint import load_run
+from tinylm.checkpoint import load_run, unwrap
 from tinylm.config import load_config
 from tinylm.device import resolve_device
 from tinylm.errors import TinyLMError
 from tinylm.presets import PRESETS
 
-COMMAND_MODULES: list[str] = []  # e.g. "tinylm.cloud.cli": modules with register(subparsers)
+COMMAND_MODULES: list[str] = ["tinylm.cloud.cli", "tinylm.plots_cli"]  # modules with register(subparsers)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,8 +50,11 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tinylm import distributed
     from tinylm.run import resumed_config, train_run
 
+    if args.nproc is not None:  # start torchrun, which runs this same command on every rank
+        return distributed.launch(args.nproc, args.argv, args.out or "the run directory")
     if args.resume:
         if args.out is None:
             raise TinyLMError("--resume needs --out DIR, the run directory to continue")
@@ -60,14 +63,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)[0]
     run_dir = Path(args.out or Path("runs") / (args.preset or "custom"))
     resolve_device(cfg.train.device)  # fail on a missing GPU before reading any data
-    result = train_run(cfg, run_dir, resume=args.resume, progress=not args.quiet, log=print)
+    dist = distributed.init_from_env(cfg.train.device)  # None unless launched by torchrun
+    try:
+        result = train_run(cfg, run_dir, resume=args.resume, progress=not args.quiet, log=print, dist=dist)
+    finally:
+        if dist is not None:
+            dist.cleanup()
+    if dist is not None and not dist.is_main():
+        return 0
     trainer = result.trainer
     val_loss = trainer.evaluator.exact_loss(result.corpus.val_data)
     print(f"val perplexity (full split): {math.exp(val_loss):.3f} (loss {val_loss:.4f})")
     print(f"run saved in {run_dir}")
     if args.sample_chars:
         start = torch.zeros((1, 1), dtype=torch.long, device=trainer.device)
-        out = trainer.model.generate(start, max_new_tokens=args.sample_chars)
+        out = unwrap(trainer.model).generate(start, max_new_tokens=args.sample_chars)
         print("---\n" + result.corpus.tokenizer.decode(out[0, 1:].tolist()))
     return 0
 
@@ -129,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--sample-chars", type=int, default=300, metavar="N", help="characters to sample at the end (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DDP): runs torchrun for you")
     train.set_defaults(handler=cmd_train)
 
     sample = sub.add_parser("sample", help="generate text from a trained run", description="Generate text.")
@@ -156,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --nproc` hands to torchrun
     try:
         return args.handler(args)
     except TinyLMError as exc:

@@ -49,7 +49,8 @@ class ModelConfig:
 class TrainConfig:
     """How to optimise. Defaults are the notebook's; new options default to off."""
 
-    batch_size: int = 32
+    batch_size: int = 32  # sequences per micro-batch on each rank
+    grad_accum_steps: int = 1  # micro-batches per optimizer step; global batch = batch_size * this * ranks
     max_iters: int = 4001
     eval_interval: int = 500
     eval_iters: int = 200
@@ -211,7 +212,8 @@ def validate(cfg: RunConfig) -> None:
     m, t = cfg.model, cfg.train
     _require(m.kind in ("bigram", "transformer"), f"kind must be 'bigram' or 'transformer', got {m.kind!r}")
     for name, value in [("block_size", m.block_size), ("n_embed", m.n_embed), ("n_heads", m.n_heads),
-                        ("n_layer", m.n_layer), ("batch_size", t.batch_size), ("max_iters", t.max_iters),
+                        ("n_layer", m.n_layer), ("batch_size", t.batch_size),
+                        ("grad_accum_steps", t.grad_accum_steps), ("max_iters", t.max_iters),
                         ("eval_interval", t.eval_interval), ("eval_iters", t.eval_iters)]:
         _require(value > 0, f"{name} must be a positive integer, got {value}")
     _require(t.learning_rate > 0, f"learning_rate must be positive, got {t.learning_rate}")

@@ -13,6 +13,7 @@ A uniform guess over V characters has perplexity V: ``vocab_size`` is kept to re
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -23,8 +24,10 @@ from tinylm.device import autocast, model_device
 
 class Evaluator:
     def __init__(self, model: torch.nn.Module, train_loader: BatchLoader, val_loader: BatchLoader,
-                 vocab_size: int | None = None, eval_iters: int = 200, seed: int = 0, dtype: str = "auto"):
+                 vocab_size: int | None = None, eval_iters: int = 200, seed: int = 0, dtype: str = "auto",
+                 reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.model, self.vocab_size, self.eval_iters, self.seed = model, vocab_size, eval_iters, seed
+        self.reduce = reduce  # under DDP: the mean over ranks (each rank scores batches of its own seed)
         self.device = model_device(model)
         self.loaders = {"train": train_loader.to(self.device), "val": val_loader.to(self.device)}
         self.dtype = dtype
@@ -43,6 +46,8 @@ class Evaluator:
                 with autocast(self.device, self.dtype):
                     _, loss = self.model(x, y)
                 total += loss.float()  # stays on the device: one host sync per split, below
+            if self.reduce is not None:
+                total = self.reduce(total)
             means[split] = total.item() / self.eval_iters
         self.model.train(was_training)
         return means

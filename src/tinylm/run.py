@@ -21,6 +21,7 @@ from tinylm.checkpoint import CHECKPOINT_NAME, checkpoint_path, load_checkpoint
 from tinylm.config import RunConfig, apply_overrides, validate
 from tinylm.data import BatchLoader, load_text, split
 from tinylm.device import resolve_device
+from tinylm.distributed import DistContext, wrap_model
 from tinylm.errors import DataError, TinyLMError
 from tinylm.evaluate import Evaluator
 from tinylm.models import build_model
@@ -72,8 +73,9 @@ def schedule_for(cfg: RunConfig) -> LRSchedule | None:
 
 
 def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: Path | None, resume: bool = False,
-                  progress: bool = True, log=None) -> Trainer:
-    device = resolve_device(cfg.train.device)
+                  progress: bool = True, log=None, dist: DistContext | None = None) -> Trainer:
+    dist = dist or DistContext()
+    device = dist.device or resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, corpus.tokenizer.vocab_size).to(device)
     optimizer = make_optimizer(model, cfg.train)
@@ -82,12 +84,21 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: Path | None, resume: 
     val_loader = BatchLoader(corpus.val_data, m.block_size, t.batch_size, device, seed=t.seed + 1)
     if t.compile:
         model = torch.compile(model)
-    evaluator = Evaluator(model, train_loader, val_loader, corpus.tokenizer.vocab_size, t.eval_iters, dtype=t.dtype)
+    evaluator = Evaluator(model, train_loader, val_loader, corpus.tokenizer.vocab_size, t.eval_iters, dtype=t.dtype,
+                          seed=dist.rank, reduce=dist.all_reduce_mean)
     extras = {"config": cfg.to_dict(), "tokenizer": corpus.tokenizer.to_dict()}
+    if dist.active:
+        torch.manual_seed(t.seed + dist.rank)  # each rank its own dropout masks; the weights are already made
+        model = wrap_model(model, dist)
     return Trainer(model, optimizer, train_loader, evaluator, t.max_iters, t.eval_interval,
                    lr_schedule=schedule_for(cfg), grad_clip=t.grad_clip, run_dir=run_dir, resume=resume,
-                   target_val_loss=t.target_val_loss, checkpoint_extras=extras, progress=progress,
-                   log=log, dtype=t.dtype)
+                   target_val_loss=t.target_val_loss, checkpoint_extras=extras,
+                   progress=progress and dist.is_main(), log=log if dist.is_main() else _silent,
+                   dtype=t.dtype, grad_accum_steps=t.grad_accum_steps, dist=dist)
+
+
+def _silent(_: str) -> None:
+    """The log of ranks other than 0: one copy of every line is enough."""
 
 
 def start_run_dir(run_dir: Path, cfg: RunConfig, tokenizer: CharTokenizer) -> None:
@@ -99,15 +110,19 @@ def start_run_dir(run_dir: Path, cfg: RunConfig, tokenizer: CharTokenizer) -> No
 
 
 def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
-              progress: bool = True, log=None) -> RunResult:
-    """Train (or continue) one run; returns the trainer, the data and the last evaluation."""
+              progress: bool = True, log=None, dist: DistContext | None = None) -> RunResult:
+    """Train (or continue) one run; returns the trainer, the data and the last evaluation.
+
+    Under torchrun pass ``dist`` (``tinylm.distributed.init_from_env()``): rank 0 writes the run dir.
+    """
+    dist = dist or DistContext()
     run_dir = Path(run_dir) if run_dir is not None else None
     tokenizer = None
     if resume:
         tokenizer = CharTokenizer.from_dict(load_checkpoint(checkpoint_path(run_dir))["tokenizer"])
     corpus = prepare_corpus(cfg, tokenizer)
     if run_dir is not None and not resume:
-        start_run_dir(run_dir, cfg, corpus.tokenizer)
-    trainer = build_trainer(cfg, corpus, run_dir, resume, progress, log)
+        dist.run_on_main(lambda: start_run_dir(run_dir, cfg, corpus.tokenizer))
+    trainer = build_trainer(cfg, corpus, run_dir, resume, progress, log, dist)
     final = trainer.train()
     return RunResult(trainer, corpus, final)

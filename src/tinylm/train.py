@@ -11,6 +11,7 @@ bit-for-bit: model, optimizer, step, RNG states, metrics.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -25,6 +26,7 @@ from tinylm.atomic import atomic_write_text
 from tinylm.checkpoint import CHECKPOINT_NAME, clean_state_dict, load_checkpoint, save_checkpoint, unwrap
 from tinylm.data import BatchLoader
 from tinylm.device import autocast, model_device
+from tinylm.distributed import DistContext
 from tinylm.evaluate import Evaluator
 
 METRICS_NAME = "metrics.jsonl"
@@ -59,7 +61,8 @@ class Trainer:
                  lr_schedule: Callable[[int], float] | None = None, grad_clip: float = 0.0,
                  run_dir: str | Path | None = None, resume: bool = False, target_val_loss: float = 0.0,
                  checkpoint_extras: dict[str, Any] | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None, dtype: str = "auto"):
+                 log: Callable[[str], None] | None = None, dtype: str = "auto",
+                 grad_accum_steps: int = 1, dist: DistContext | None = None):
         self.model, self.optimizer, self.evaluator = model, optimizer, evaluator
         self.device = model_device(model)
         self.train_loader = train_loader.to(self.device)
@@ -68,6 +71,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_extras = checkpoint_extras or {}  # config and tokenizer, saved with the weights
         self.progress, self.dtype = progress, dtype
+        self.grad_accum_steps = grad_accum_steps  # micro-batches per optimizer step, on each rank
+        self.dist = dist or DistContext()  # rank 0 of 1 unless launched by torchrun
         self.log = log or tqdm.write
         self.step, self.last_eval_step = 0, -1
         self.metrics: list[dict[str, float]] = []
@@ -81,7 +86,8 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=self.max_iters, initial=self.step, disable=None if self.progress else True,
                    dynamic_ncols=True, leave=False)
-        tokens_per_step = self.train_loader.batch_size * self.train_loader.block_size
+        tokens_per_step = (self.train_loader.batch_size * self.train_loader.block_size
+                           * self.grad_accum_steps * self.dist.world_size)
         clock, clock_step = time.perf_counter(), self.step
         while self.step < self.max_iters:
             if self._should_evaluate() and self.evaluate()["val_loss"] <= self.target_val_loss:
@@ -106,21 +112,34 @@ class Trainer:
             lr = self.lr_schedule(self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-        x, y = self.train_loader.get_batch()  # (B, T) each, already on the device
-        with autocast(self.device, self.dtype):
-            _, loss = self.model(x, y)
-        loss.backward()
+        loss = self._accumulate_gradients()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = loss.detach()
         self._pending_losses.append(loss)
         return loss
 
+    def _accumulate_gradients(self) -> torch.Tensor:
+        """Forward and backward over this rank's micro-batches; returns their mean loss (detached)."""
+        batches = self.train_loader.get_micro_batches(self.grad_accum_steps, self.dist.rank, self.dist.world_size)
+        total = torch.zeros((), device=self.device)
+        for i, (x, y) in enumerate(batches):  # (B, T) each, already on the device
+            # DDP all-reduces gradients inside backward(): only on the last micro-step.
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
+            with sync:
+                with autocast(self.device, self.dtype):
+                    _, loss = self.model(x, y)
+                loss = loss / self.grad_accum_steps  # gradients of the mean over all micro-batches
+                loss.backward()
+            total += loss.detach()
+        return total
+
     def _flush_losses(self) -> None:
         if self._pending_losses:
-            self.train_losses.extend(torch.stack(self._pending_losses).float().tolist())
+            losses = self.dist.all_reduce_mean(torch.stack(self._pending_losses).float())  # global-batch means
+            self.train_losses.extend(losses.tolist())
             self._pending_losses.clear()
 
     def evaluate(self) -> dict[str, float]:
@@ -138,6 +157,8 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "loader": self.train_loader.state_dict()["generator"]}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.dist.world_size > 1:  # each rank's own dropout RNG (the loader's is the same on all)
+            rng["ranks"] = self.dist.all_gather_object({k: rng[k] for k in ("torch", "cuda") if k in rng})
         return {**self.checkpoint_extras, "model": unwrap(self.model).state_dict(),
                 "optimizer": self.optimizer.state_dict(), "step": self.step,
                 "last_eval_step": self.last_eval_step, "rng": rng, "metrics": self.metrics,
@@ -147,7 +168,10 @@ class Trainer:
         """Checkpoint, then the metrics file; both atomic, so an interruption loses nothing whole."""
         if self.run_dir is None:
             return
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state())
+        state = self.state()  # a collective under DDP: every rank gets here
+        if not self.dist.is_main():
+            return
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
         lines = "".join(json.dumps(m) + "\n" for m in self.metrics)
         atomic_write_text(self.run_dir / METRICS_NAME, lines)
 
@@ -157,7 +181,10 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.last_eval_step = ckpt["step"], ckpt["last_eval_step"]
         self.metrics, self.train_losses = list(ckpt["metrics"]), list(ckpt["train_losses"])
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), self.device)
+        rng = ckpt["rng"]
+        if len(rng.get("ranks", [])) == self.dist.world_size:  # same job shape: each rank its own state
+            rng = {**rng, **rng["ranks"][self.dist.rank]}
+        torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         self.train_loader.load_state_dict({"generator": ckpt["rng"]["loader"]})
