@@ -43,6 +43,12 @@ class ModelConfig:
     dropout: float = 0.0
     bias: bool = False  # biases in Linear layers and LayerNorms
     init: str = "gpt2"  # "gpt2": N(0, 0.02) weights; "pytorch": each layer's own default, as the lecture code
+    # Options that make small GPTs learn faster (all off: the plain GPT is the teaching default).
+    rope: bool = False  # rotary position embeddings on q and k instead of the learned position table
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys before attention
+    mlp_activation: str = "gelu"  # "gelu" or "relu2" (ReLU squared)
+    zero_init_proj: bool = False  # output projections of attention and MLP start at zero
+    tie_weights: bool = False  # share the token embedding with the output head
 
 
 @dataclass
@@ -67,6 +73,9 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # "auto" (bf16 autocast where supported), "float32", "bfloat16"
     compile: bool = False
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for 2-D hidden matrices, AdamW for the rest
+    muon_lr: float = 0.02  # Muon's peak lr; the schedule scales it like learning_rate
+    muon_momentum: float = 0.95
     target_val_loss: float = 0.0  # stop early once the val estimate reaches it (0 = never)
     data: str = ""  # path to a UTF-8 text file; "" means Tiny Shakespeare
     val_fraction: float = 0.1
@@ -227,3 +236,15 @@ def validate(cfg: RunConfig) -> None:
     _require(t.dtype in ("auto", "float32", "bfloat16"), f"dtype must be auto, float32 or bfloat16, got {t.dtype!r}")
     _require(t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
              f"device must be auto, cpu, cuda or mps, got {t.device!r}")
+    _validate_speed_options(m, t)
+
+
+def _validate_speed_options(m: ModelConfig, t: TrainConfig) -> None:
+    _require(m.mlp_activation in ("gelu", "relu2"),
+             f"mlp_activation must be 'gelu' or 'relu2', got {m.mlp_activation!r}")
+    _require(not m.rope or (m.n_embed // m.n_heads) % 2 == 0,
+             f"rope needs an even head size, got n_embed/n_heads = {m.n_embed // m.n_heads}; "
+             "change n_embed or n_heads")
+    _require(t.optimizer in ("adamw", "muon"), f"optimizer must be 'adamw' or 'muon', got {t.optimizer!r}")
+    _require(t.muon_lr > 0, f"muon_lr must be positive, got {t.muon_lr}")
+    _require(0.0 <= t.muon_momentum < 1.0, f"muon_momentum must be in [0, 1), got {t.muon_momentum}")

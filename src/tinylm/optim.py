@@ -4,6 +4,11 @@
 
 AdamW, with weight decay on matrices only (embeddings and Linear weights), never on biases and
 LayerNorm gains: decaying those towards zero only hurts. On CUDA the fused kernel is used.
+
+With ``optimizer="muon"`` the 2-D hidden matrices (attention and MLP weights) go to ``Muon`` at
+``muon_lr`` and everything else (embeddings, output head, gains, biases) to AdamW, driven together
+as one ``CombinedOptimizer``. Muon's groups carry ``lr_scale = muon_lr / learning_rate`` so the
+Trainer's schedule (``group["lr"] = lr * lr_scale``) warms up and decays both alike.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from tinylm.config import TrainConfig
+from tinylm.muon import CombinedOptimizer, Muon
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -22,7 +28,26 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]  # the bigram model has no vectors at all
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def hidden_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """2-D weights other than embedding tables and the output head: the ones Muon should update."""
+    outer = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    head = getattr(model, "head", None)
+    if head is not None:
+        outer |= {id(p) for p in head.parameters()}
+    return [p for p in model.parameters() if p.requires_grad and p.dim() == 2 and id(p) not in outer]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
     on_cuda = next(model.parameters()).device.type == "cuda"
-    return torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
-                             betas=(cfg.beta1, cfg.beta2), fused=on_cuda or None)
+    hidden = hidden_matrices(model) if cfg.optimizer == "muon" else []
+    hidden_ids = {id(p) for p in hidden}
+    rest = [p for p in model.parameters() if id(p) not in hidden_ids]
+    groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden_ids]}
+              for g in parameter_groups(model, cfg.weight_decay)]
+    adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
+                              betas=(cfg.beta1, cfg.beta2), fused=on_cuda or None)
+    if not hidden:
+        return adamw
+    muon = Muon([{"params": hidden, "lr_scale": cfg.muon_lr / cfg.learning_rate}], lr=cfg.muon_lr,
+                momentum=cfg.muon_momentum, weight_decay=cfg.weight_decay)
+    return CombinedOptimizer(adamw, muon) if rest else muon

@@ -7,6 +7,10 @@ Token embedding + position embedding -> ``n_layer`` x [LayerNorm -> causal multi
 self-attention -> residual, LayerNorm -> 4x MLP -> residual] -> LayerNorm -> linear head.
 Shapes: B batch, T time (<= block_size), C channels (n_embed), H heads, hs = C // H head size.
 
+Options of ``ModelConfig`` that make small GPTs learn faster, all off by default: ``rope`` (rotary
+position embeddings instead of the position table), ``qk_norm``, ``mlp_activation="relu2"``,
+``zero_init_proj`` and ``tie_weights``.
+
 ``BigramLanguageModel`` is the teaching notebook's name for this class; it is kept as an alias
 (with the notebook's PyTorch-default init) so the notebook runs unchanged, but the model is a
 transformer, not a bigram model.
@@ -23,6 +27,16 @@ from torch.nn import functional as F
 
 from tinylm.config import ModelConfig
 from tinylm.generate import generate
+from tinylm.models.rope import Rotary
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Scale each vector along the last dim to unit root-mean-square (no learned gain)."""
+    return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).type_as(x)
+
+
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x).square()
 
 
 class CausalSelfAttention(nn.Module):
@@ -34,12 +48,23 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embed, 3 * cfg.n_embed, bias=cfg.bias)  # queries, keys, values at once
         self.proj = nn.Linear(cfg.n_embed, cfg.n_embed, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.qk_norm = cfg.qk_norm
+        self.rotary = Rotary(cfg.n_embed // cfg.n_heads, cfg.block_size) if cfg.rope else None
 
-    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Project (B, T, C) into queries, keys and values, each (B, H, T, hs)."""
+    def heads(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project (B, T, C) into queries, keys and values, each (B, H, T, hs).
+
+        The only place q/k/v are made: qk_norm and rotary embeddings happen here, the rotation at
+        absolute positions ``start_pos .. start_pos + T - 1`` (a key/value cache passes its length).
+        """
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
-        return tuple(t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, T, C) -> (B, H, T, hs)
+                   for t in self.qkv(x).split(C, dim=2))
+        if self.qk_norm:
+            q, k = rms_norm(q), rms_norm(k)
+        if self.rotary is not None:
+            q, k = self.rotary(q, start_pos), self.rotary(k, start_pos)
+        return q, k, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -69,9 +94,10 @@ class MLP(nn.Module):
         self.fc = nn.Linear(cfg.n_embed, 4 * cfg.n_embed, bias=cfg.bias)
         self.proj = nn.Linear(4 * cfg.n_embed, cfg.n_embed, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.activation = relu_squared if cfg.mlp_activation == "relu2" else F.gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return self.dropout(self.proj(self.activation(self.fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
 
 
 class Block(nn.Module):
@@ -97,13 +123,20 @@ class TransformerLanguageModel(nn.Module):
                           n_layer=n_layer, dropout=dropout, **options)
         self.config, self.vocab_size, self.block_size = cfg, vocab_size, block_size
         self.token_embedding = nn.Embedding(vocab_size, n_embed)
-        self.position_embedding = nn.Embedding(block_size, n_embed)
+        # With rope, positions enter through rotated queries and keys instead of this table.
+        self.position_embedding = None if cfg.rope else nn.Embedding(block_size, n_embed)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embed, bias=cfg.bias)
         self.head = nn.Linear(n_embed, vocab_size, bias=False)
         if cfg.init == "gpt2":
             self._init_gpt2()
+        if cfg.zero_init_proj:  # each block starts as the identity: the residual stream passes through
+            for name, p in self.named_parameters():
+                if name.endswith("proj.weight"):
+                    nn.init.zeros_(p)
+        if cfg.tie_weights:
+            self.head.weight = self.token_embedding.weight  # (V, C), one matrix for both
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, vocab_size: int) -> "TransformerLanguageModel":
@@ -121,10 +154,13 @@ class TransformerLanguageModel(nn.Module):
             if name.endswith("proj.weight"):  # keep the residual stream's variance flat in depth
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * len(self.blocks)))
 
-    def embed(self, idx: torch.Tensor) -> torch.Tensor:
-        T = idx.size(1)
-        positions = torch.arange(T, device=idx.device)  # (T,)
-        return self.dropout(self.token_embedding(idx) + self.position_embedding(positions))  # (B, T, C)
+    def embed(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        """Token (+ position, unless rope) embeddings of idx (B, T) at positions start_pos.. -> (B, T, C)."""
+        x = self.token_embedding(idx)  # (B, T, C)
+        if self.position_embedding is not None:
+            positions = torch.arange(start_pos, start_pos + idx.size(1), device=idx.device)  # (T,)
+            x = x + self.position_embedding(positions)
+        return self.dropout(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         B, T = idx.shape
