@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from tinylm.config import ModelConfig
 from tinylm.generate import generate
+from tinylm.models.kv_cache import KVCache, LayerKV, cached_attention
 from tinylm.models.rope import Rotary
 
 
@@ -66,8 +67,12 @@ class CausalSelfAttention(nn.Module):
             q, k = self.rotary(q, start_pos), self.rotary(k, start_pos)
         return q, k, v
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
         B, T, C = x.shape
+        if cache is not None:  # generation: attend over stored keys/values too (see kv_cache.py)
+            q, k, v = self.heads(x, start_pos=cache.length)  # (B, H, T, hs)
+            y = cached_attention(q, *cache.append(k, v))  # (B, H, T, hs)
+            return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
         q, k, v = self.heads(x)  # (B, H, T, hs)
         # Fused kernel (flash attention on GPUs): softmax(q k^T / sqrt(hs) + causal mask) v.
         y = F.scaled_dot_product_attention(
@@ -110,8 +115,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embed, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))  # (B, T, C)
+    def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)  # (B, T, C)
         return x + self.mlp(self.ln2(x))  # (B, T, C)
 
 
@@ -162,18 +167,26 @@ class TransformerLanguageModel(nn.Module):
             x = x + self.position_embedding(positions)
         return self.dropout(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        """idx (B, T) -> logits (B, T, V); with a cache, idx holds the tokens after the cached ones."""
         B, T = idx.shape
-        if T > self.block_size:
-            raise ValueError(f"sequence length {T} exceeds block_size {self.block_size}")
-        x = self.embed(idx)  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
+        start = 0 if cache is None else cache.length  # position of idx[:, 0]
+        if start + T > self.block_size:
+            raise ValueError(f"sequence length {start + T} exceeds block_size {self.block_size}")
+        x = self.embed(idx, start)  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if cache is None else cache.layers[i])  # (B, T, C)
         logits = self.head(self.ln_f(x))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T))
         return logits, loss
+
+    def new_kv_cache(self, batch_size: int) -> KVCache:
+        """An empty key/value cache for ``batch_size`` sequences of up to block_size positions."""
+        cfg, weight = self.config, self.head.weight
+        return KVCache(cfg.n_layer, batch_size, cfg.n_heads, self.block_size, cfg.n_embed // cfg.n_heads,
+                       weight.device, weight.dtype)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
         return generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)

@@ -1,0 +1,84 @@
+"""The key/value cache changes speed, not text: cached and uncached generation agree token for token."""
+
+import pytest
+import torch
+
+from tinylm.generate import CachedContext, generate
+from tinylm.models import SimpleBigramLanguageModel, TransformerLanguageModel
+
+
+def tiny(**options) -> TransformerLanguageModel:
+    torch.manual_seed(0)
+    # PyTorch's default init gives well-separated logits, so greedy choices are not near-ties.
+    return TransformerLanguageModel(65, n_embed=32, block_size=16, n_layer=2, n_heads=2, init="pytorch", **options).eval()
+
+
+PROMPT = torch.tensor([[5, 9, 14], [20, 1, 33]])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models are overhead-bound; extra threads only fight over the shared 2 cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_greedy_1000_characters_are_identical_with_and_without_cache():
+    model = tiny()
+    cached = generate(model, PROMPT, 1000, temperature=0, use_cache=True)
+    plain = generate(model, PROMPT, 1000, temperature=0, use_cache=False)
+    assert cached.shape == (2, 1003)
+    assert torch.equal(cached, plain)  # the window slides 987 times with block_size 16
+    assert torch.equal(generate(model, PROMPT, 1000, top_k=1, use_cache=True), plain)
+
+
+def test_seeded_sampling_gives_the_same_text_both_ways():
+    model = tiny()
+    runs = [generate(model, PROMPT, 300, temperature=1.2, top_k=20, top_p=0.95,
+                     generator=torch.Generator().manual_seed(7), use_cache=use) for use in (True, False)]
+    assert torch.equal(*runs)
+    assert len(set(runs[0][0, 3:].tolist())) > 5  # really sampled, not a constant
+
+
+def test_model_generate_uses_the_cache_and_keeps_the_notebook_signature():
+    model = tiny()
+    start = torch.zeros((1, 1), dtype=torch.long)
+    assert torch.equal(model.generate(start, 50, 0.0), generate(model, start, 50, 0.0, use_cache=False))
+
+
+def test_prefill_in_pieces_matches_one_full_forward():
+    model = tiny()
+    idx = torch.randint(0, 65, (2, 12))
+    full, _ = model(idx)
+    cache = model.new_kv_cache(2)
+    pieces = [model(idx[:, a:b], cache=cache)[0] for a, b in ((0, 5), (5, 6), (6, 12))]  # masks T>1 after a prefix
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        model(idx[:, :5], cache=cache)  # 12 + 5 > 16 positions
+
+
+def test_rope_cache_is_exact_within_block_and_rolls_beyond():
+    model = tiny(rope=True, qk_norm=True)
+    start = torch.tensor([[3]])
+    cached, plain = (generate(model, start, 15, 0.0, use_cache=use) for use in (True, False))
+    assert torch.equal(cached, plain)  # 16 tokens: no window slide yet
+    idx = torch.randint(0, 65, (1, 40))
+    context = CachedContext(model, 1)
+    for n in range(1, 41):
+        context.logits(idx[:, :n])
+    assert context.cache.start == 24 and context.cache.length == 16
+    # Layer 0's rolled keys equal the keys of the window computed afresh at positions 0..15.
+    window = model.embed(idx[:, 24:])
+    _, fresh_k, fresh_v = model.blocks[0].attn.heads(model.blocks[0].ln1(window))
+    layer = context.cache.layers[0]
+    torch.testing.assert_close(layer.k[:, :, :16], fresh_k, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(layer.v[:, :, :16], fresh_v, rtol=1e-5, atol=1e-5)
+
+
+def test_bigram_model_generates_without_a_cache():
+    model = SimpleBigramLanguageModel(65, 16)
+    out = generate(model, torch.zeros((3, 1), dtype=torch.long), 40, use_cache=True)
+    assert out.shape == (3, 41)
