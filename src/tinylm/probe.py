@@ -1,0 +1,116 @@
+"""Look inside a trained model: the numbers behind the pictures in ``tinylm.plots``.
+
+    metrics = run_metrics("runs/bigram")                  # one dict per evaluation
+    probs = bigram_probabilities(model)                   # (V, V): row i = P(next char | char i)
+    weights = attention_maps(model, tok, "To be, or not")  # (L, H, T, T), rows sum to 1
+    top = next_char_distribution(model, tok, "ROMEO:", k=15)   # [(char, probability), ...]
+    points = embedding_pca(model)                         # (V, 2) character embeddings in 2-D
+
+Plain torch, no matplotlib. A picture that does not fit the model (attention on the bigram model)
+or a prompt with characters the model never saw raises ``TinyLMError``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tinylm.checkpoint import checkpoint_path, load_checkpoint, unwrap
+from tinylm.errors import TinyLMError
+from tinylm.models import SimpleBigramLanguageModel, TransformerLanguageModel
+from tinylm.tokenizer import CharTokenizer
+from tinylm.train import METRICS_NAME
+
+
+def run_metrics(run_dir: str | Path) -> list[dict]:
+    """The evaluations of a run: ``metrics.jsonl`` if present, else the checkpoint's copy."""
+    run_dir = Path(run_dir)
+    path = run_dir / METRICS_NAME
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    return list(load_checkpoint(checkpoint_path(run_dir))["metrics"])
+
+
+def _require(model: nn.Module, kind: type, picture: str) -> nn.Module:
+    model = unwrap(model)
+    if not isinstance(model, kind):
+        wanted = "the bigram model" if kind is SimpleBigramLanguageModel else "a transformer"
+        raise TinyLMError(f"the {picture} picture needs {wanted}, but this run holds a "
+                          f"{type(model).__name__}; pick a run of the right kind")
+    return model
+
+
+def encode_prompt(model: nn.Module, tokenizer: CharTokenizer, prompt: str) -> torch.Tensor:
+    """(1, T) token ids of the prompt's last ``block_size`` characters, on the model's device."""
+    if not prompt:
+        raise TinyLMError("the prompt is empty; give one with --prompt, e.g. --prompt 'ROMEO:'")
+    ids = tokenizer.encode(prompt)[-unwrap(model).block_size:]
+    device = next(model.parameters()).device
+    return torch.tensor([ids], dtype=torch.long, device=device)
+
+
+@torch.no_grad()
+def bigram_probabilities(model: nn.Module) -> torch.Tensor:
+    """(V, V) table: row i is the learned distribution of the character after character i."""
+    model = _require(model, SimpleBigramLanguageModel, "bigram")
+    return F.softmax(model.token_embedding_table.weight.float(), dim=-1).cpu()
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, tokenizer: CharTokenizer, prompt: str) -> torch.Tensor:
+    """(L, H, T, T) attention weights of every layer and head for the prompt, as forward uses them.
+
+    Row t of a head's matrix says how much position t takes from each position <= t.
+    """
+    model = _require(model, TransformerLanguageModel, "attention")
+    idx = encode_prompt(model, tokenizer, prompt)  # (1, T)
+    was_training = model.training
+    model.eval()  # no dropout: the weights the model uses when it writes
+    x = model.embed(idx)  # (1, T, C)
+    layers = []
+    for block in model.blocks:
+        layers.append(block.attn.attention_weights(block.ln1(x))[0])  # (H, T, T)
+        x = block(x)  # the next layer attends over this layer's output
+    model.train(was_training)
+    return torch.stack(layers).float().cpu()  # (L, H, T, T)
+
+
+@torch.no_grad()
+def next_char_distribution(model: nn.Module, tokenizer: CharTokenizer, prompt: str,
+                           k: int = 15) -> list[tuple[str, float]]:
+    """The ``k`` most likely next characters after the prompt, with their probabilities."""
+    idx = encode_prompt(model, tokenizer, prompt)
+    was_training = model.training
+    model.eval()
+    logits, _ = model(idx)  # (1, T, V)
+    model.train(was_training)
+    probs = F.softmax(logits[0, -1].float(), dim=-1)  # (V,)
+    top = torch.topk(probs, min(k, probs.numel()))
+    return [(tokenizer.decode([i]), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
+
+
+def embedding_table(model: nn.Module) -> torch.Tensor:
+    """(V, C) one learned vector per character (the bigram model's vectors are its table rows)."""
+    model = unwrap(model)
+    if isinstance(model, SimpleBigramLanguageModel):
+        return model.token_embedding_table.weight
+    return _require(model, TransformerLanguageModel, "embeddings").token_embedding.weight
+
+
+@torch.no_grad()
+def embedding_pca(model: nn.Module) -> torch.Tensor:
+    """(V, 2): each character's embedding projected on the two directions of largest variance."""
+    vectors = embedding_table(model).detach().float().cpu()  # (V, C)
+    centered = vectors - vectors.mean(dim=0, keepdim=True)
+    _, _, vh = torch.linalg.svd(centered, full_matrices=False)  # rows of vh: principal directions
+    return centered @ vh[:2].T  # (V, 2)
+
+
+def char_label(ch: str) -> str:
+    """A character as a readable plot label (matplotlib treats ``$`` as maths)."""
+    return {"\n": "\\n", " ": "sp", "$": r"\$"}.get(ch, ch)
