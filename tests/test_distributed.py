@@ -30,6 +30,16 @@ QUIET = {"progress": False, "log": lambda _: None}
 EXACT = ["dropout=0.0", "dtype=float32", "eval_interval=4", "learning_rate=1e-2"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process runs use one thread, as torchrun gives each rank: on a busy 2-core machine two
+    OpenMP threads per process can be many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def options(text_path, *extra: str) -> list[str]:
     sets = [item for key_value in [*TINY, *EXACT, *extra] for item in ("--set", key_value)]
     return ["--data", str(text_path), "--device", "cpu", "--quiet", "--sample-chars", "0", *sets]
@@ -84,10 +94,7 @@ def test_checkpoint_of_two_ranks_samples_in_one_process(two_rank_run, capsys):
 def test_two_ranks_accumulating_two_match_one_rank_accumulating_four(two_rank_run, tmp_path):
     text, _ = two_rank_run
     out = tmp_path / "accum"
-    args = options(text, "batch_size=2", "grad_accum_steps=2", "max_iters=6")
-    result = subprocess.run([sys.executable, "-m", "tinylm", "train", "--nproc", "2", *args, "--out", str(out)],
-                            capture_output=True, text=True, timeout=240)  # `tinylm train --nproc` starts torchrun
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = torchrun(2, *options(text, "batch_size=2", "grad_accum_steps=2", "max_iters=6"), "--out", str(out))
     assert result.stdout.count("step 0:") == 1  # only rank 0 prints
     reference = single_process(text, "batch_size=2", "grad_accum_steps=4", "max_iters=6")
     assert_same_training(load_checkpoint(out / "ckpt.pt"), reference)
@@ -125,10 +132,10 @@ def test_killing_one_rank_ends_the_job_and_the_run_resumes_exactly(two_rank_run,
     out = tmp_path / "killed"
     args = options(text, "batch_size=4", "max_iters=100000", "eval_interval=3")
     job = subprocess.Popen([sys.executable, "-m", "tinylm", "train", "--nproc", "2", *args, "--out", str(out)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # tinylm starts torchrun
     try:
         metrics = out / "metrics.jsonl"
-        wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3, 180, "3 evaluations")
+        wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, 180, "2 evaluations")
         os.kill(wait_for(lambda: rank_pid(job.pid, 1), 30, "rank 1"), signal.SIGKILL)
         killed_at = time.monotonic()
         _, stderr = job.communicate(timeout=60)
@@ -138,7 +145,7 @@ def test_killing_one_rank_ends_the_job_and_the_run_resumes_exactly(two_rank_run,
     assert job.returncode != 0
     assert "distributed training failed" in stderr and "--resume" in stderr
     step = load_checkpoint(out / "ckpt.pt")["step"]  # the last checkpoint is whole
-    assert step >= 6
+    assert step >= 3
     torchrun(2, "--out", str(out), "--resume", *options(text, "batch_size=4", f"max_iters={step + 4}"))
     assert_same_training(load_checkpoint(out / "ckpt.pt"), single_process(text, "batch_size=8", f"max_iters={step + 4}"))
 
