@@ -25,6 +25,7 @@ from tinylm.config import load_config
 from tinylm.device import resolve_device
 from tinylm.errors import TinyLMError
 from tinylm.presets import PRESETS
+from tinylm.sample_cli import extend_sample_parser
 
 COMMAND_MODULES: list[str] = ["tinylm.cloud.cli", "tinylm.plots_cli"]  # modules with register(subparsers)
 
@@ -95,22 +96,6 @@ def _check_sample_args(args: argparse.Namespace) -> None:
         raise TinyLMError(f"--num-samples must be >= 1, got {args.num_samples}")
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    _check_sample_args(args)
-    device = resolve_device(args.device)
-    model, tokenizer, _, _ = load_run(args.run, device)
-    prompt_ids = tokenizer.encode(args.prompt) if args.prompt else [0]
-    torch.manual_seed(args.seed)
-    idx = torch.tensor([prompt_ids] * args.num_samples, dtype=torch.long, device=device)  # (N, T0)
-    out = model.generate(idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
-    skip = 0 if args.prompt else 1  # the notebook's empty context is token 0; do not print it
-    for i, row in enumerate(out.tolist()):
-        if i:
-            print("---")
-        print(tokenizer.decode(row[skip:]))
-    return 0
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from tinylm.evaluate import Evaluator
     from tinylm.run import prepare_corpus
@@ -152,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num-samples", type=int, default=1, metavar="N")
     sample.add_argument("--seed", type=int, default=1337)
     sample.add_argument("--device", default="auto")
-    sample.set_defaults(handler=cmd_sample)
+    extend_sample_parser(sample)  # --stream, --prompt-file, --stop, -i and the handler: sample_cli.py
 
     evaluate = sub.add_parser("eval", help="exact train and val perplexity of a run", description="Score every token.")
     evaluate.add_argument("--run", required=True, metavar="DIR")

@@ -1,0 +1,78 @@
+"""``tinylm sample``: --stream, --stop, --prompt-file, batched --num-samples and the -i loop, all
+through the real CLI in a subprocess (the interactive loop reads a real piped stdin)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 100
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_cache):
+    from conftest import run_cli
+
+    text = tmp_path_factory.mktemp("text") / "t.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    run = tmp_path_factory.mktemp("runs") / "r"
+    sets = [arg for item in TINY + ["max_iters=30", "eval_interval=30"] for arg in ("--set", item)]
+    done = run_cli("train", *sets, "--data", str(text), "--out", str(run), "--device", "cpu", "--quiet",
+                   "--sample-chars", "0")
+    assert done.returncode == 0, done.stderr
+    return str(run)
+
+
+def test_stream_prints_the_same_sample_as_the_batch_path(run_dir, cli):
+    args = ("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "40", "--seed", "3")
+    streamed, printed = cli(*args, "--stream"), cli(*args)
+    assert streamed.returncode == 0 and printed.returncode == 0, streamed.stderr + printed.stderr
+    assert streamed.stdout == printed.stdout
+    assert streamed.stdout.startswith("the ") and len(streamed.stdout) == 4 + 40 + 1
+
+
+def test_stop_ends_every_sample_of_one_batch_at_the_string(run_dir, cli):
+    done = cli("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
+               "--num-samples", "3", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    samples = done.stdout.rstrip("\n").split("\n---\n")
+    assert len(samples) == 3
+    for sample in samples:
+        continuation = sample[len("the "):]
+        assert continuation.endswith("o") and continuation.count("o") == 1, sample
+    streamed = cli("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
+                   "--stream", "--seed", "1")
+    assert streamed.stdout.endswith("o\n") and streamed.stdout.count("o") == 1
+
+
+def test_prompt_file_and_user_errors(run_dir, cli, tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("the lazy ", encoding="utf-8")
+    done = cli("sample", "--run", run_dir, "--prompt-file", str(prompt), "--max-new-tokens", "5")
+    assert done.returncode == 0 and done.stdout.startswith("the lazy ") and len(done.stdout) == 9 + 5 + 1
+    for args, fragment in [(["--prompt-file", str(tmp_path / "missing.txt")], "prompt file not found"),
+                           (["--stream", "--num-samples", "2"], "--stream"),
+                           (["--stop", ""], "--stop"),
+                           (["--prompt", "THE"], "never saw")]:
+        bad = cli("sample", "--run", run_dir, *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert bad.stderr.startswith("tinylm: error:") and fragment in bad.stderr, bad.stderr
+
+
+def test_interactive_loop_with_piped_stdin(run_dir):
+    script = "the \n/temp 0\nthe \nthe \n/temp lots\n/top-k 0\nZZZ\n/bogus\n/quit\nthe \n"
+    done = subprocess.run([sys.executable, "-m", "tinylm", "sample", "--run", run_dir, "-i",
+                           "--max-new-tokens", "12"], input=script, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("tinylm interactive:")
+    assert "temperature = 0.0" in out and "/temp needs a number" in out and "top_k = None" in out
+    assert "never saw 'Z'" in out and "unknown command '/bogus'" in out
+    continuations = [line.split("> ")[-1] for line in out.splitlines() if line.endswith(tuple(TEXT)) and "the " in line]
+    greedy = [c for c in continuations if c.startswith("the ")][1:3]
+    assert len(greedy) == 2 and greedy[0] == greedy[1] and len(greedy[0]) == 4 + 12  # temperature 0: same text
+    assert out.count("> ") == 9  # /quit ends the loop: the prompt after it is never read
