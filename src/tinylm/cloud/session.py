@@ -1,0 +1,211 @@
+"""What the ``tinylm cloud`` commands do, on top of ``Target``, ``RemoteJob`` and the RunPod provider.
+
+    state = CloudState.load(Path(".tinylm"))
+    target = bring_up(state, UpOptions(gpu="NVIDIA GeForce RTX 4090", max_minutes=90))
+    job = launch(target, state, cfg, LaunchOptions(name="a1"))
+    finish(target, state, job)          # stream, fetch into runs/a1, raise on a failed run
+    take_down(state, target)            # terminate the pod and forget it
+
+Every pod we create is recorded in the state file before we wait for it, and terminated if it never
+becomes reachable, so a crash or Ctrl-C between the two cannot leave an unknown pod billing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinylm.atomic import atomic_write_text
+from tinylm.cloud.job import RemoteJob, check_name
+from tinylm.cloud.runpod_provider import DEFAULT_GPU, DEFAULT_IMAGE, CloudError, RunPodProvider
+from tinylm.cloud.ssh import ProjectKeys, SSHTarget, probe
+from tinylm.cloud.state import CloudState
+from tinylm.cloud.target import DEFAULT_REMOTE_DIR, Target, install_watchdog, wait_for_ssh
+from tinylm.config import RunConfig
+from tinylm.data import data_dir
+from tinylm.errors import DataError, TinyLMError
+
+REMOTE_PYTHON_ENV = "TINYLM_CLOUD_REMOTE_PYTHON"  # e.g. a machine that already has torch and tinylm's deps
+USER_DATA_DIR = ".tinylm/data/files"
+CACHE_DATA_DIR = ".tinylm/data/cache"
+
+
+@dataclass
+class UpOptions:
+    host: str | None = None
+    gpu: str = DEFAULT_GPU
+    image: str = DEFAULT_IMAGE
+    disk_gb: int = 20
+    max_minutes: float | None = None
+    wait_timeout: float = 600.0
+    remote_dir: str | None = None
+    remote_python: str | None = None
+
+
+@dataclass
+class LaunchOptions:
+    name: str | None = None
+    out: str | None = None
+    remote_python: str | None = None
+    sample_chars: int = 0
+    label: str = "custom"  # the preset name, for the default run name
+
+
+def state_dir() -> Path:
+    return Path.cwd() / ".tinylm"
+
+
+def target_from(state: CloudState, host: str | None = None, remote_dir: str | None = None) -> Target:
+    """``--host`` if given, else the pod or host recorded by ``tinylm cloud up``."""
+    keys = ProjectKeys.ensure(state.state_dir)
+    if host:
+        return Target(SSHTarget.parse(host, keys), remote_dir or DEFAULT_REMOTE_DIR)
+    t = state.target
+    if not t.get("host"):
+        raise CloudError("nothing is up: start a pod with `tinylm cloud up` or pass --host user@ip[:port]")
+    ssh = SSHTarget(t["user"], t["host"], int(t["port"]), keys, only_project_key=t.get("pod_id") is not None)
+    return Target(ssh, remote_dir or t.get("remote_dir") or DEFAULT_REMOTE_DIR, t.get("pod_id"))
+
+
+def _up_host(state: CloudState, opts: UpOptions) -> Target:
+    if opts.max_minutes is not None:
+        raise CloudError("--max-minutes stops RunPod pods only; on your own machine schedule "
+                         "`sudo shutdown -h +MINUTES` there if you want it to power off")
+    target = target_from(state, opts.host, opts.remote_dir)
+    problem = probe(target.ssh)
+    if problem:
+        raise CloudError(problem)
+    s = target.ssh
+    state.target = {"provider": "ssh", "user": s.user, "host": s.host, "port": s.port,
+                    "remote_dir": target.remote_dir, "remote_python": opts.remote_python}
+    state.save()
+    return target
+
+
+def _up_pod(state: CloudState, opts: UpOptions, log) -> Target:
+    provider = RunPodProvider.from_env()
+    keys = ProjectKeys.ensure(state.state_dir)
+    name = f"tinylm-{Path.cwd().name}"[:60]
+    pod_id = provider.create(name, opts.gpu, opts.image, opts.disk_gb, keys.public_key())
+    state.target = {"provider": "runpod", "pod_id": pod_id, "gpu": opts.gpu, "image": opts.image,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "remote_dir": opts.remote_dir or DEFAULT_REMOTE_DIR, "remote_python": opts.remote_python}
+    state.save()  # recorded before waiting: `tinylm cloud down` can always find it
+    log(f"created pod {pod_id} ({opts.gpu}); waiting for ssh (up to {opts.wait_timeout:.0f}s)")
+    try:
+        ssh = wait_for_ssh(provider, pod_id, keys, opts.wait_timeout)
+        state.target.update(user=ssh.user, host=ssh.host, port=ssh.port)
+        state.save()
+        target = Target(ssh, state.target["remote_dir"], pod_id, provider)
+        if opts.max_minutes is not None:
+            state.target["watchdog_pid"] = install_watchdog(target, opts.max_minutes)
+            state.target["stops_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + opts.max_minutes * 60))
+            state.save()
+    except (CloudError, KeyboardInterrupt) as exc:
+        provider.terminate(pod_id)
+        state.target = {}
+        state.save()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise CloudError(f"{exc}; pod {pod_id} was terminated so it does not bill you") from None
+    return target
+
+
+def bring_up(state: CloudState, opts: UpOptions, log=print) -> Target:
+    """Reuse what is up, or connect to ``--host``, or create a RunPod pod and wait until ssh answers."""
+    if state.target.get("host") and not opts.host:
+        log(f"already up: {describe(state)} (`tinylm cloud down` first to start another)")
+        return target_from(state, remote_dir=opts.remote_dir)
+    target = _up_host(state, opts) if opts.host else _up_pod(state, opts, log)
+    log(f"up: {describe(state)}")
+    return target
+
+
+def describe(state: CloudState) -> str:
+    t = state.target
+    where = f"{t.get('user')}@{t.get('host')}:{t.get('port')}"
+    if t.get("pod_id"):
+        stops = f", stops itself at {t['stops_at']}" if t.get("stops_at") else ""
+        return f"RunPod pod {t['pod_id']} ({t.get('gpu')}) at {where}{stops}"
+    return f"ssh host {where}"
+
+
+def take_down(state: CloudState, target: Target | None, log=print) -> None:
+    """Terminate the recorded pod (idempotent) and forget it; plain hosts are only forgotten."""
+    pod_id = (target.pod_id if target else None) or state.target.get("pod_id")
+    if pod_id:
+        provider = (target.provider if target else None) or RunPodProvider.from_env()
+        gone = provider.terminate(pod_id)
+        log(f"terminated pod {pod_id}" if gone else f"pod {pod_id} was already gone")
+    elif state.target:
+        log("forgot the ssh host (it is your machine: nothing to terminate)")
+    else:
+        log("nothing is up")
+    state.target, state.job = {}, {}
+    state.save()
+
+
+def _push_data(target: Target, cfg: RunConfig, job: RemoteJob) -> None:
+    """Send the corpus along: the user's --data file, or our cached Tiny Shakespeare."""
+    if cfg.train.data:
+        path = Path(cfg.train.data).expanduser()
+        if not path.is_file():
+            raise DataError(f"data file not found: {path}")
+        target.push([str(path.resolve())], USER_DATA_DIR + "/")
+        cfg.train.data = f"{USER_DATA_DIR}/{path.name}"  # relative to remote_dir, where the run starts
+        return
+    cached = data_dir() / "tinyshakespeare.txt"
+    if cached.is_file():
+        target.push([str(cached)], CACHE_DATA_DIR + "/")
+        job.data_dir = CACHE_DATA_DIR
+
+
+def launch(target: Target, state: CloudState, cfg: RunConfig, opts: LaunchOptions, log=print) -> RemoteJob:
+    """Sync the project, data and config (a file), install tinylm, start the run detached."""
+    name = check_name(opts.name or f"{opts.label}-{time.strftime('%Y%m%d-%H%M%S')}")
+    local_out = Path(opts.out or Path("runs") / name)
+    if (local_out / "ckpt.pt").exists():
+        raise TinyLMError(f"{local_out} already holds a run; choose another --name or --out")
+    python = opts.remote_python or os.environ.get(REMOTE_PYTHON_ENV) or state.target.get("remote_python")
+    job = RemoteJob(target, name, python, sample_chars=opts.sample_chars)
+    log(f"syncing the project to {target.ssh.address}:{target.remote_dir}")
+    target.sync()
+    _push_data(target, cfg, job)
+    config_file = state.state_dir / "jobs" / name / "config.json"
+    atomic_write_text(config_file, json.dumps(cfg.to_dict(), indent=2))
+    target.push([str(config_file)], job.job_dir + "/")
+    job.setup()
+    job.start()
+    state.job = {"name": name, "remote_dir": target.remote_dir, "python": python, "data_dir": job.data_dir,
+                 "local_out": str(local_out), "address": target.ssh.address}
+    state.save()
+    log(f"started run {name}; streaming its log (Ctrl-C stops watching; the run goes on)")
+    return job
+
+
+def job_from(state: CloudState, target: Target, name: str | None = None) -> tuple[RemoteJob, Path]:
+    """The last launched run (or ``name``), to reattach to."""
+    if not state.job and not name:
+        raise CloudError("no run to attach to: start one with `tinylm cloud train` (or give --name NAME)")
+    job = state.job if not name or state.job.get("name") == name else {"name": name}
+    out = Path(job.get("local_out") or Path("runs") / job["name"])
+    return RemoteJob(target, check_name(job["name"]), job.get("python"), job.get("data_dir")), out
+
+
+def finish(target: Target, job: RemoteJob, local_out: Path, log=print) -> None:
+    """Stream to the end, fetch the run directory, and fail with the exit code and last lines if it failed."""
+    code = job.follow()
+    try:
+        target.fetch(job.run_dir, local_out)
+        fetched = f"; fetched into {local_out}"
+    except CloudError as exc:
+        if code == 0:
+            raise
+        fetched = f"; nothing to fetch ({exc})"
+    if code != 0:
+        lines = " | ".join(job.last_lines(4))
+        raise CloudError(f"the remote run {job.name} failed with exit code {code}{fetched}; last log lines: {lines}")
+    log(f"run {job.name} finished; fetched into {local_out}")

@@ -1,0 +1,137 @@
+"""Real ``ssh`` and ``rsync`` command lines for a pod or any SSH machine.
+
+    target = SSHTarget.parse("root@203.0.113.7:22022", keys=ProjectKeys.ensure(Path(".tinylm")))
+    subprocess.run(target.ssh_argv("nvidia-smi"))             # ['ssh', '-i', ..., '-p', '22022', 'root@...', 'nvidia-smi']
+    subprocess.run(target.rsync_argv(["src/"], "tinylm/src/"))  # push, over the same ssh options
+
+The project's own ed25519 key (mode 0600) lives in ``.tinylm/id_ed25519``; host keys are pinned in
+``.tinylm/known_hosts`` (``StrictHostKeyChecking=accept-new``: the first key is trusted, a changed one refused).
+Remote shell text is always built with ``shlex.quote``; ``RUNPOD_API_KEY`` never reaches ssh or rsync.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinylm.errors import TinyLMError
+
+SECRET_ENV = ("RUNPOD_API_KEY",)
+_HOST_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without secrets: what ssh and rsync (and so the remote side) may see."""
+    return {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+
+
+@dataclass(frozen=True)
+class ProjectKeys:
+    """The per-project client key and pinned host keys."""
+
+    key: Path
+    known_hosts: Path
+
+    @classmethod
+    def ensure(cls, state_dir: Path) -> "ProjectKeys":
+        """Create ``state_dir/id_ed25519`` (mode 0600) on first use; reuse it afterwards."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        key = state_dir / "id_ed25519"
+        if not key.is_file():
+            result = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tinylm-cloud", "-f", str(key)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise TinyLMError(f"ssh-keygen could not create {key}: {result.stderr.strip()}; is openssh-client installed?")
+        os.chmod(key, 0o600)
+        known_hosts = state_dir / "known_hosts"
+        known_hosts.touch(mode=0o600, exist_ok=True)
+        return cls(key, known_hosts)
+
+    def public_key(self) -> str:
+        return Path(str(self.key) + ".pub").read_text(encoding="utf-8").strip()
+
+    def forget_host(self, host: str, port: int) -> None:
+        """Drop a pinned key for host:port (a new pod may reuse an old pod's address with a new key)."""
+        name = host if port == 22 else f"[{host}]:{port}"
+        subprocess.run(["ssh-keygen", "-R", name, "-f", str(self.known_hosts)], capture_output=True)
+        Path(str(self.known_hosts) + ".old").unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where commands run: ``user@host:port``, reached with the project's keys."""
+
+    user: str
+    host: str
+    port: int
+    keys: ProjectKeys
+    only_project_key: bool = True  # pods: our key only; --host machines may also use the user's own keys
+    connect_timeout: int = 10
+
+    @classmethod
+    def parse(cls, spec: str, keys: ProjectKeys, only_project_key: bool = False) -> "SSHTarget":
+        match = _HOST_RE.match(spec.strip())
+        if not match:
+            raise TinyLMError(f"--host must look like user@ip[:port] (e.g. root@203.0.113.7:22022), got {spec!r}")
+        port = int(match["port"] or 22)
+        if not 0 < port < 65536:
+            raise TinyLMError(f"--host port must be 1-65535, got {port}")
+        return cls(match["user"] or "root", match["host"].strip("[]"), port, keys, only_project_key)
+
+    @property
+    def address(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def options(self) -> list[str]:
+        opts = ["-i", str(self.keys.key), "-o", f"UserKnownHostsFile={self.keys.known_hosts}",
+                "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes",
+                "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ServerAliveInterval=5",
+                "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+        if self.only_project_key:
+            opts += ["-o", "IdentitiesOnly=yes"]
+        return opts
+
+    def ssh_argv(self, remote_command: str | None = None, tty: bool = False) -> list[str]:
+        """``ssh`` argv; ``remote_command`` is shell text the caller built with ``shlex.quote``."""
+        argv = ["ssh", *self.options(), "-p", str(self.port), "-t" if tty else "-T", f"{self.user}@{self.host}"]
+        return argv + ([remote_command] if remote_command is not None else [])
+
+    def remote_spec(self, path: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}:{path}"
+
+    def rsync_argv(self, sources: list[str], dest: str, excludes: tuple[str, ...] = (), pull: bool = False,
+                   filters: tuple[str, ...] = ()) -> list[str]:
+        """``rsync -a`` over our ssh options. Push ``sources`` to remote ``dest``, or pull remote ``sources``."""
+        rsh = shlex.join(["ssh", *self.options(), "-p", str(self.port)])
+        argv = ["rsync", "-a", "--partial", "-e", rsh]
+        argv += [f"--filter={rule}" for rule in filters] + [f"--exclude={pattern}" for pattern in excludes]
+        if pull:
+            return argv + [self.remote_spec(src) for src in sources] + [dest]
+        return argv + sources + [self.remote_spec(dest)]
+
+
+def describe_ssh_failure(target: SSHTarget, stderr: str) -> str:
+    """One line saying why ssh could not get in (unreachable, auth refused, host key changed)."""
+    text = " ".join(stderr.split()) or "no answer"
+    if "Permission denied" in text:
+        return (f"ssh auth refused by {target.address} ({text}); authorise this project's key there: "
+                f"ssh-copy-id -i {target.keys.key}.pub -p {target.port} {target.user}@{target.host}")
+    if "IDENTIFICATION HAS CHANGED" in text or "Host key verification failed" in text:
+        return (f"the host key of {target.address} changed since it was pinned in {target.keys.known_hosts}; "
+                "if the machine was rebuilt, remove its line there and retry")
+    return f"cannot reach {target.address} over ssh ({text}); check the address, the port and that sshd runs there"
+
+
+def probe(target: SSHTarget, timeout: float = 30) -> str | None:
+    """None when ``ssh target true`` works, else the reason it does not."""
+    try:
+        result = subprocess.run(target.ssh_argv("true"), capture_output=True, text=True, timeout=timeout,
+                                env=clean_env(), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"ssh to {target.address} did not answer within {timeout:.0f}s"
+    return None if result.returncode == 0 else describe_ssh_failure(target, result.stderr)
