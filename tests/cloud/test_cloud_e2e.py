@@ -127,6 +127,8 @@ def test_dropped_connection_then_attach(project, small_text):
     assert attach.returncode == 0, attach.stdout + attach.stderr
     assert "step 0" in attach.stdout and "step 59" in attach.stdout  # the whole log, streamed again
     assert load_run(project.work / "runs" / "drop")[3]["step"] >= 59
+    logs = project.cli("logs", *host[:2])
+    assert logs.returncode == 0 and "step 59" in logs.stdout and "ended with exit code 0" in logs.stdout
 
 
 def authorize_project_key(project) -> None:
