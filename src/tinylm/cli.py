@@ -27,7 +27,7 @@ from tinylm.errors import TinyLMError
 from tinylm.presets import PRESETS
 from tinylm.sample_cli import extend_sample_parser
 
-COMMAND_MODULES: list[str] = ["tinylm.cloud.cli", "tinylm.plots_cli"]  # modules with register(subparsers)
+COMMAND_MODULES: list[str] = ["tinylm.cloud.cli", "tinylm.plots_cli", "tinylm.serve"]  # modules with register(subparsers)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

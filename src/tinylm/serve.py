@@ -1,0 +1,157 @@
+"""``tinylm serve``: a playground page and a JSON API over a trained run (needs ``tinylm[serve]``).
+
+    pip install 'tinylm[serve]'
+    tinylm serve --run runs/a1 --port 8000          # then open http://127.0.0.1:8000
+
+    curl -s localhost:8000/api/generate -d '{"prompt": "ROMEO:", "max_new_tokens": 100}'
+    curl -sN localhost:8000/api/generate -d '{"prompt": "ROMEO:", "stream": true}'   # server-sent events
+    curl -s localhost:8000/api/next-char -d '{"text": "ROMEO", "k": 15}'
+
+Bad requests (unseen characters, out-of-range parameters, too many tokens, wrong types) get HTTP 400
+with ``{"error": "..."}``. Binds 127.0.0.1 unless ``--host`` says otherwise.
+"""
+
+import argparse
+import json
+from importlib import resources
+from typing import Iterator, Optional
+
+import torch
+
+from tinylm.errors import TinyLMError
+from tinylm.textgen import Sampling, next_char_probabilities, sample_texts, stream_chars
+
+MAX_NEW_TOKENS = 2000  # per request: keeps one request from holding the server for minutes
+MAX_PROMPT_CHARS = 10_000
+
+
+def register(subparsers) -> None:
+    serve = subparsers.add_parser("serve", help="playground web page and JSON API for a run",
+                                  description="Serve a playground page and a JSON API (needs tinylm[serve]).")
+    serve.add_argument("--run", required=True, metavar="DIR", help="a run directory with a checkpoint")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--device", default="auto")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise TinyLMError("tinylm serve needs FastAPI and uvicorn: pip install 'tinylm[serve]'") from None
+    if not 0 <= args.port <= 65535:
+        raise TinyLMError(f"--port must be in 0..65535, got {args.port}")
+    app = create_app(args.run, args.device)
+    print(f"tinylm playground on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def playground_html() -> str:
+    return resources.files("tinylm").joinpath("static/playground.html").read_text(encoding="utf-8")
+
+
+def check_text(tokenizer, text: str, name: str) -> None:
+    if len(text) > MAX_PROMPT_CHARS:
+        raise TinyLMError(f"{name} has {len(text)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+    unknown = tokenizer.unknown_characters(text)
+    if unknown:
+        raise TinyLMError(f"{name} contains characters this model never saw: {' '.join(map(repr, unknown))}")
+
+
+def sse(event: str, payload: dict) -> str:
+    """One server-sent event: ``event: NAME`` and a JSON ``data:`` line."""
+    return f"event: {event}\ndata: {json.dumps(payload)}\n\n"
+
+
+def create_app(run_dir: str, device_name: str = "auto"):
+    """The FastAPI application serving ``run_dir``'s model."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+    from pydantic import BaseModel
+
+    from tinylm.checkpoint import load_run
+    from tinylm.device import resolve_device
+
+    model, tokenizer, _, _ = load_run(run_dir, resolve_device(device_name))
+
+    class GenerateRequest(BaseModel):
+        prompt: str = ""
+        max_new_tokens: int = 200
+        temperature: float = 1.0
+        top_k: Optional[int] = None
+        top_p: Optional[float] = None
+        stop: Optional[str] = None
+        seed: Optional[int] = None
+        stream: bool = False
+
+    class NextCharRequest(BaseModel):
+        text: str = ""
+        k: int = 15
+        temperature: float = 1.0
+
+    app = FastAPI(title="tinylm playground")
+
+    @app.exception_handler(TinyLMError)
+    async def user_error(_: Request, exc: TinyLMError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_json(_: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"error": f"bad request: {where or 'body'}: {first.get('msg', 'invalid')}"}, status_code=400)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return playground_html()
+
+    @app.get("/api/info")
+    def info() -> dict:
+        return {"vocab": tokenizer.chars, "block_size": model.block_size, "max_new_tokens": MAX_NEW_TOKENS}
+
+    @app.post("/api/generate")
+    def generate(req: GenerateRequest):
+        sampling, generator = prepare_generation(req, tokenizer, model)
+        if req.stream:
+            events = stream_events(model, tokenizer, req.prompt, sampling, req.stop, generator)
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        text = sample_texts(model, tokenizer, req.prompt, sampling, 1, req.stop, generator)[0]
+        return {"prompt": req.prompt, "text": text}
+
+    @app.post("/api/next-char")
+    def next_char(req: NextCharRequest) -> dict:
+        check_text(tokenizer, req.text, "text")
+        if not 1 <= req.k <= tokenizer.vocab_size:
+            raise TinyLMError(f"k must be in 1..{tokenizer.vocab_size} (the vocabulary size), got {req.k}")
+        if not 0 < req.temperature <= 100:
+            raise TinyLMError(f"temperature must be in (0, 100], got {req.temperature}")
+        top = next_char_probabilities(model, tokenizer, req.text, req.k, req.temperature)
+        return {"text": req.text, "probs": [{"char": ch, "p": p} for ch, p in top]}
+
+    return app
+
+
+def prepare_generation(req, tokenizer, model) -> tuple[Sampling, Optional[torch.Generator]]:
+    """Validate a /api/generate request (TinyLMError -> 400); its Sampling and seeded generator."""
+    check_text(tokenizer, req.prompt, "prompt")
+    sampling = Sampling(req.max_new_tokens, req.temperature, req.top_k, req.top_p)
+    sampling.check(max_tokens=MAX_NEW_TOKENS)
+    if req.stop == "":
+        raise TinyLMError("stop must be a non-empty string or null")
+    generator = None
+    if req.seed is not None:
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(req.seed)
+    return sampling, generator
+
+
+def stream_events(model, tokenizer, prompt: str, sampling: Sampling, stop, generator) -> Iterator[str]:
+    """``char`` events, one per generated character, then one ``done`` event with the whole text."""
+    text = ""
+    for ch in stream_chars(model, tokenizer, prompt, sampling, stop, generator):
+        text += ch
+        yield sse("char", {"char": ch})
+    yield sse("done", {"text": text})
