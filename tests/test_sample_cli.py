@@ -1,5 +1,8 @@
-"""``tinylm sample``: --stream, --stop, --prompt-file, batched --num-samples and the -i loop, all
-through the real CLI in a subprocess (the interactive loop reads a real piped stdin)."""
+"""``tinylm sample``: --stream, --stop, --prompt-file, batched --num-samples and the -i loop.
+
+The options go through ``tinylm.cli.main`` in-process (starting Python and torch costs seconds on a
+loaded 2-core machine); the interactive loop runs as a real subprocess reading a piped stdin.
+"""
 
 import os
 import subprocess
@@ -8,6 +11,7 @@ import sys
 import pytest
 
 from conftest import TINY
+from tinylm.cli import main
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 100
 
@@ -26,39 +30,55 @@ def run_dir(tmp_path_factory, data_cache):
     return str(run)
 
 
-def test_stream_prints_the_same_sample_as_the_batch_path(run_dir, cli):
-    args = ("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "40", "--seed", "3")
-    streamed, printed = cli(*args, "--stream"), cli(*args)
+class Done:
+    """What a CLI call printed, like subprocess.CompletedProcess."""
+
+    def __init__(self, returncode: int, captured):
+        self.returncode, self.stdout, self.stderr = returncode, captured.out, captured.err
+
+
+@pytest.fixture
+def cli_main(capsys):
+    def call(*args: str) -> Done:
+        returncode = main(list(args))
+        return Done(returncode, capsys.readouterr())
+    return call
+
+
+def test_stream_prints_the_same_sample_as_the_batch_path(run_dir, cli_main):
+    args = ("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "40", "--seed", "3", "--device", "cpu")
+    streamed, printed = cli_main(*args, "--stream"), cli_main(*args)
     assert streamed.returncode == 0 and printed.returncode == 0, streamed.stderr + printed.stderr
     assert streamed.stdout == printed.stdout
     assert streamed.stdout.startswith("the ") and len(streamed.stdout) == 4 + 40 + 1
 
 
-def test_stop_ends_every_sample_of_one_batch_at_the_string(run_dir, cli):
-    done = cli("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
-               "--num-samples", "3", "--seed", "1")
+def test_stop_ends_every_sample_of_one_batch_at_the_string(run_dir, cli_main):
+    done = cli_main("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
+                    "--num-samples", "3", "--seed", "1", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     samples = done.stdout.rstrip("\n").split("\n---\n")
     assert len(samples) == 3
     for sample in samples:
         continuation = sample[len("the "):]
         assert continuation.endswith("o") and continuation.count("o") == 1, sample
-    streamed = cli("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
-                   "--stream", "--seed", "1")
+    streamed = cli_main("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
+                        "--stream", "--seed", "1", "--device", "cpu")
     assert streamed.stdout.endswith("o\n") and streamed.stdout.count("o") == 1
 
 
-def test_prompt_file_and_user_errors(run_dir, cli, tmp_path):
+def test_prompt_file_and_user_errors(run_dir, cli_main, tmp_path):
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("the lazy ", encoding="utf-8")
-    done = cli("sample", "--run", run_dir, "--prompt-file", str(prompt), "--max-new-tokens", "5")
+    done = cli_main("sample", "--run", run_dir, "--prompt-file", str(prompt), "--max-new-tokens", "5")
     assert done.returncode == 0 and done.stdout.startswith("the lazy ") and len(done.stdout) == 9 + 5 + 1
     for args, fragment in [(["--prompt-file", str(tmp_path / "missing.txt")], "prompt file not found"),
+                           (["--prompt", "x", "--prompt-file", str(prompt)], "not both"),
                            (["--stream", "--num-samples", "2"], "--stream"),
                            (["--stop", ""], "--stop"),
                            (["--prompt", "THE"], "never saw")]:
-        bad = cli("sample", "--run", run_dir, *args)
-        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        bad = cli_main("sample", "--run", run_dir, *args)
+        assert bad.returncode == 2 and bad.stdout == "", bad.stdout
         assert bad.stderr.startswith("tinylm: error:") and fragment in bad.stderr, bad.stderr
 
 
