@@ -29,6 +29,8 @@ def _add_up_options(parser: argparse.ArgumentParser) -> None:
     _add_host(parser)
     parser.add_argument("--gpu", default=DEFAULT_GPU, metavar="TYPE", help=f"RunPod GPU type id (default: {DEFAULT_GPU})")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="pod image with PyTorch (default: %(default)s)")
+    parser.add_argument("--gpus", type=int, default=1, metavar="N",
+                        help="GPUs on the pod (or on --host); `train` then runs torchrun on all of them (DDP)")
     parser.add_argument("--disk", type=int, default=20, metavar="GB", help="container disk in GB (default: 20)")
     parser.add_argument("--max-minutes", type=float, metavar="N",
                         help="a watchdog on the pod stops it after N minutes, even if this laptop is gone")
@@ -45,8 +47,10 @@ def _up_options(args: argparse.Namespace):
 
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise TinyLMError(f"--max-minutes must be positive, got {args.max_minutes}")
+    if args.gpus < 1:
+        raise TinyLMError(f"--gpus must be at least 1, got {args.gpus}")
     return UpOptions(args.host, args.gpu, args.image, args.disk, args.max_minutes, args.wait_timeout,
-                     args.remote_dir, args.remote_python)
+                     args.remote_dir, args.remote_python, gpus=args.gpus)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ class RemoteJob:
     python: str | None = None  # a remote interpreter that already has torch; None: set up .venv
     data_dir: str | None = None  # remote TINYLM_DATA_DIR (relative to remote_dir), if we pushed a corpus
     sample_chars: int = 0
+    nproc: int = 1  # DDP ranks: `tinylm train --nproc N` runs torchrun on N GPUs
 
     @property
     def job_dir(self) -> str:
@@ -73,7 +74,8 @@ class RemoteJob:
             env += f' TINYLM_DATA_DIR="$PWD"/{q(self.data_dir)}'
         python = q(self.python or VENV_PYTHON)
         return (f"{env} {python} -u -m tinylm train --config {q(self.job_dir + '/config.json')} "
-                f"--out {q(self.run_dir)} --quiet --sample-chars {int(self.sample_chars)}")
+                f"--out {q(self.run_dir)} --quiet --sample-chars {int(self.sample_chars)}"
+                + (f" --nproc {int(self.nproc)}" if self.nproc > 1 else ""))
 
     def start(self) -> None:
         """Launch the run under nohup/setsid; it writes its pid first and its exit code last."""
@@ -87,7 +89,7 @@ class RemoteJob:
     def follow(self) -> int:
         """Stream ``train.log`` from the start until the run ends; return its exit code."""
         jd = shlex.quote(self.job_dir)
-        stream = (f"cd {jd} 2>/dev/null || {{ echo 'no run named {self.name} here' >&2; exit 96; }}; "
+        stream = (f"cd {jd} 2>/dev/null || exit 96; "
                   "i=0; while [ ! -s pid ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
                   'tail -n +1 -s 0.5 --pid="$(cat pid)" -F train.log 2>/dev/null')
         argv = self.target.ssh.ssh_argv(self.target.shell(stream))

@@ -82,11 +82,12 @@ class RunPodProvider:
                 pass
         raise CloudError(f"unknown GPU type {gpu!r}; valid --gpu values: {', '.join(self.gpu_types())}")
 
-    def create(self, name: str, gpu: str, image: str, disk_gb: int, public_key: str) -> str:
+    def create(self, name: str, gpu: str, image: str, disk_gb: int, public_key: str, gpu_count: int = 1) -> str:
         """A pod with a public IP, sshd on 22/tcp and our key authorised; returns its id."""
         self.check_gpu(gpu)
         with self._api("creating the pod") as runpod:
             pod = runpod.create_pod(name, image, gpu, cloud_type="ALL", support_public_ip=True, start_ssh=True,
+                                    gpu_count=gpu_count,
                                     container_disk_in_gb=disk_gb, volume_in_gb=0, ports="22/tcp",
                                     env={"PUBLIC_KEY": public_key})
         if not pod or not pod.get("id"):

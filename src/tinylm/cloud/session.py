@@ -12,6 +12,7 @@ becomes reachable, so a crash or Ctrl-C between the two cannot leave an unknown 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -43,6 +44,7 @@ class UpOptions:
     wait_timeout: float = 600.0
     remote_dir: str | None = None
     remote_python: str | None = None
+    gpus: int = 1  # `cloud train` runs one DDP rank per GPU (torchrun)
 
 
 @dataclass
@@ -61,9 +63,11 @@ def state_dir() -> Path:
 def target_from(state: CloudState, host: str | None = None, remote_dir: str | None = None) -> Target:
     """``--host`` if given, else the pod or host recorded by ``tinylm cloud up``."""
     keys = ProjectKeys.ensure(state.state_dir)
-    if host:
-        return Target(SSHTarget.parse(host, keys), remote_dir or DEFAULT_REMOTE_DIR)
     t = state.target
+    if host:
+        ssh = SSHTarget.parse(host, keys)
+        known = t.get("remote_dir") if (t.get("host"), t.get("port")) == (ssh.host, ssh.port) else None
+        return Target(ssh, remote_dir or known or DEFAULT_REMOTE_DIR)
     if not t.get("host"):
         raise CloudError("nothing is up: start a pod with `tinylm cloud up` or pass --host user@ip[:port]")
     ssh = SSHTarget(t["user"], t["host"], int(t["port"]), keys, only_project_key=t.get("pod_id") is not None)
@@ -80,7 +84,7 @@ def _up_host(state: CloudState, opts: UpOptions) -> Target:
         raise CloudError(problem)
     s = target.ssh
     state.target = {"provider": "ssh", "user": s.user, "host": s.host, "port": s.port,
-                    "remote_dir": target.remote_dir, "remote_python": opts.remote_python}
+                    "remote_dir": target.remote_dir, "remote_python": opts.remote_python, "gpus": opts.gpus}
     state.save()
     return target
 
@@ -89,8 +93,8 @@ def _up_pod(state: CloudState, opts: UpOptions, log) -> Target:
     provider = RunPodProvider.from_env()
     keys = ProjectKeys.ensure(state.state_dir)
     name = f"tinylm-{Path.cwd().name}"[:60]
-    pod_id = provider.create(name, opts.gpu, opts.image, opts.disk_gb, keys.public_key())
-    state.target = {"provider": "runpod", "pod_id": pod_id, "gpu": opts.gpu, "image": opts.image,
+    pod_id = provider.create(name, opts.gpu, opts.image, opts.disk_gb, keys.public_key(), opts.gpus)
+    state.target = {"provider": "runpod", "pod_id": pod_id, "gpu": opts.gpu, "gpus": opts.gpus, "image": opts.image,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "remote_dir": opts.remote_dir or DEFAULT_REMOTE_DIR, "remote_python": opts.remote_python}
     state.save()  # recorded before waiting: `tinylm cloud down` can always find it
@@ -170,7 +174,7 @@ def launch(target: Target, state: CloudState, cfg: RunConfig, opts: LaunchOption
     if (local_out / "ckpt.pt").exists():
         raise TinyLMError(f"{local_out} already holds a run; choose another --name or --out")
     python = opts.remote_python or os.environ.get(REMOTE_PYTHON_ENV) or state.target.get("remote_python")
-    job = RemoteJob(target, name, python, sample_chars=opts.sample_chars)
+    job = RemoteJob(target, name, python, sample_chars=opts.sample_chars, nproc=int(state.target.get("gpus", 1)))
     log(f"syncing the project to {target.ssh.address}:{target.remote_dir}")
     target.sync()
     _push_data(target, cfg, job)
@@ -192,6 +196,8 @@ def job_from(state: CloudState, target: Target, name: str | None = None) -> tupl
         raise CloudError("no run to attach to: start one with `tinylm cloud train` (or give --name NAME)")
     job = state.job if not name or state.job.get("name") == name else {"name": name}
     out = Path(job.get("local_out") or Path("runs") / job["name"])
+    if job.get("remote_dir") and target.ssh.address == job.get("address"):
+        target = dataclasses.replace(target, remote_dir=job["remote_dir"])  # where that run was started
     return RemoteJob(target, check_name(job["name"]), job.get("python"), job.get("data_dir")), out
 
 
