@@ -54,8 +54,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinylm import distributed
     from tinylm.run import resumed_config, train_run
 
-    if args.nproc is not None:  # start torchrun, which runs this same command on every rank
-        return distributed.launch(args.nproc, args.argv, args.out or "the run directory")
     if args.resume:
         if args.out is None:
             raise TinyLMError("--resume needs --out DIR, the run directory to continue")
@@ -64,6 +62,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)[0]
     run_dir = Path(args.out or Path("runs") / (args.preset or "custom"))
     resolve_device(cfg.train.device)  # fail on a missing GPU before reading any data
+    if args.nproc is not None:  # start torchrun, which runs this same command on every rank
+        return distributed.launch(args.nproc, args.argv, run_dir, args.resume)
     dist = distributed.init_from_env(cfg.train.device)  # None unless launched by torchrun
     try:
         result = train_run(cfg, run_dir, resume=args.resume, progress=not args.quiet, log=print, dist=dist)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -168,12 +169,20 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
             "--max_restarts=0", "-m", "tinylm", *strip_nproc(argv)]
 
 
-def launch(nproc: int, argv: list[str], run_dir: str) -> int:
-    """Start torchrun for the user; on a failed job say so in one line and where the checkpoint is."""
+def launch(nproc: int, argv: list[str], run_dir: Path, resume: bool = False) -> int:
+    """Start torchrun for the user; on a failed job say so in one line and where the checkpoint is.
+
+    The caller has checked the config and device; a new run's directory is checked here, so these
+    user errors get one line before any process starts.
+    """
+    from tinylm.run import refuse_existing_run
+
     if nproc < 1:
         raise TinyLMError(f"--nproc must be >= 1, got {nproc}")
     if launched_by_torchrun():
         raise TinyLMError("--nproc starts torchrun itself; under torchrun leave --nproc out")
+    if not resume:
+        refuse_existing_run(run_dir)
     code = subprocess.run(torchrun_command(nproc, argv)).returncode
     if code != 0:
         print(f"tinylm: error: distributed training failed (torchrun exit code {code}; the failing rank is "

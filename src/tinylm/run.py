@@ -101,9 +101,13 @@ def _silent(_: str) -> None:
     """The log of ranks other than 0: one copy of every line is enough."""
 
 
-def start_run_dir(run_dir: Path, cfg: RunConfig, tokenizer: CharTokenizer) -> None:
+def refuse_existing_run(run_dir: Path) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise TinyLMError(f"{run_dir} already holds a run; continue it with --resume or choose another --out")
+
+
+def start_run_dir(run_dir: Path, cfg: RunConfig, tokenizer: CharTokenizer) -> None:
+    refuse_existing_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     atomic_write_text(run_dir / "tokenizer.json", json.dumps(tokenizer.to_dict(), ensure_ascii=False))
