@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_runpod import FakeRunPod
+from .fake_runpod import FakeRunPod
 
 SSHD = Path("/usr/sbin/sshd")
 
