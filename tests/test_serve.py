@@ -155,3 +155,12 @@ def test_playground_page_in_headless_chromium(server, tmp_path):
         page.wait_for_function("document.getElementById('error').textContent.includes('never saw')", timeout=60_000)
         browser.close()
     assert outside == []  # nothing loaded from outside the server
+
+
+def test_a_taken_port_is_a_one_line_error(server, capsys):
+    from tinylm.cli import main
+
+    port = server.rsplit(":", 1)[1]
+    assert main(["serve", "--run", "never-read", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tinylm: error: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1

@@ -13,11 +13,14 @@ with ``{"error": "..."}``. Binds 127.0.0.1 unless ``--host`` says otherwise.
 
 import argparse
 import json
+import os
+import socket
 from importlib import resources
 from typing import Iterator, Optional
 
 import torch
 
+from tinylm.device import model_device
 from tinylm.errors import TinyLMError
 from tinylm.textgen import Sampling, next_char_probabilities, sample_texts, stream_chars
 
@@ -42,6 +45,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise TinyLMError("tinylm serve needs FastAPI and uvicorn: pip install 'tinylm[serve]'") from None
     if not 0 <= args.port <= 65535:
         raise TinyLMError(f"--port must be in 0..65535, got {args.port}")
+    try:  # fail with one line, before loading the model, if the port is taken
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        raise TinyLMError(f"cannot listen on {args.host}:{args.port} ({os.strerror(exc.errno or 0)}); pick another --port") from None
     app = create_app(args.run, args.device)
     print(f"tinylm playground on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -144,7 +152,7 @@ def prepare_generation(req, tokenizer, model) -> tuple[Sampling, Optional[torch.
         raise TinyLMError("stop must be a non-empty string or null")
     generator = None
     if req.seed is not None:
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(req.seed)
+        generator = torch.Generator(device=model_device(model)).manual_seed(req.seed)
     return sampling, generator
 
 

@@ -1,0 +1,72 @@
+"""Generation speed with and without the key/value cache, measured side by side in one process.
+
+    python benchmarks/generate.py                          # nanogpt-char size, 1000 new tokens, batch 1 and 16
+    python benchmarks/generate.py --batch 1 --new-tokens 255 --positions learned
+
+The model is ``nanogpt-char``-sized (6 layers, 6 heads, n_embed 384, block 256) with random weights:
+speed does not depend on what the weights learned. ``learned`` is the notebook's position table (the
+cache stays exact, so once the window slides each step refills it: no gain past block_size);
+``rope`` uses rotary embeddings, whose cache rolls. Prints one markdown row per setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from tinylm.device import resolve_device
+from tinylm.generate import generate
+from tinylm.models import TransformerLanguageModel
+
+
+def build(positions: str, device: torch.device) -> TransformerLanguageModel:
+    torch.manual_seed(0)
+    model = TransformerLanguageModel(65, n_embed=384, block_size=256, n_layer=6, n_heads=6,
+                                     rope=positions == "rope")
+    return model.to(device).eval()
+
+
+def tokens_per_second(model, batch: int, new_tokens: int, use_cache: bool, device: torch.device) -> float:
+    start = torch.zeros((batch, 1), dtype=torch.long, device=device)
+    generate(model, start, 8, use_cache=use_cache)  # warm-up: allocator, kernels
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    generate(model, start, new_tokens, generator=None, use_cache=use_cache)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * new_tokens / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=1000)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--positions", nargs="+", default=["learned", "rope"], choices=["learned", "rope"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--machine", default="2-core CPU VM", help="the machine's name in the rows (CPU runs)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else args.machine
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| date | machine | positions | batch | new tokens | no cache tok/s | cache tok/s | speedup | load (1/5/15 min) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for positions in args.positions:
+        model = build(positions, device)
+        for batch in args.batch:
+            plain = tokens_per_second(model, batch, args.new_tokens, False, device)
+            cached = tokens_per_second(model, batch, args.new_tokens, True, device)
+            date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"| {date} | {machine} | {positions} | {batch} | {args.new_tokens} | {plain:,.1f} | "
+                  f"{cached:,.1f} | {cached / plain:.1f}x | {load} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
