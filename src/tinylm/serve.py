@@ -73,17 +73,9 @@ def sse(event: str, payload: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(payload)}\n\n"
 
 
-def create_app(run_dir: str, device_name: str = "auto"):
-    """The FastAPI application serving ``run_dir``'s model."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+def request_models():
+    """The JSON bodies of the two POST endpoints (pydantic comes with the serve extra)."""
     from pydantic import BaseModel
-
-    from tinylm.checkpoint import load_run
-    from tinylm.device import resolve_device
-
-    model, tokenizer, _, _ = load_run(run_dir, resolve_device(device_name))
 
     class GenerateRequest(BaseModel):
         prompt: str = ""
@@ -100,17 +92,37 @@ def create_app(run_dir: str, device_name: str = "auto"):
         k: int = 15
         temperature: float = 1.0
 
-    app = FastAPI(title="tinylm playground")
+    return GenerateRequest, NextCharRequest
+
+
+def add_error_handlers(app) -> None:
+    """User errors and malformed JSON become HTTP 400 with ``{"error": "one line"}``."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     @app.exception_handler(TinyLMError)
-    async def user_error(_: Request, exc: TinyLMError):
+    async def user_error(_, exc: TinyLMError):
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_json(_: Request, exc: RequestValidationError):
+    async def bad_json(_, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return JSONResponse({"error": f"bad request: {where or 'body'}: {first.get('msg', 'invalid')}"}, status_code=400)
+
+
+def create_app(run_dir: str, device_name: str = "auto"):
+    """The FastAPI application serving ``run_dir``'s model."""
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse, StreamingResponse
+
+    from tinylm.checkpoint import load_run
+    from tinylm.device import resolve_device
+
+    model, tokenizer, _, _ = load_run(run_dir, resolve_device(device_name))
+    GenerateRequest, NextCharRequest = request_models()
+    app = FastAPI(title="tinylm playground")
+    add_error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -132,15 +144,19 @@ def create_app(run_dir: str, device_name: str = "auto"):
 
     @app.post("/api/next-char")
     def next_char(req: NextCharRequest) -> dict:
-        check_text(tokenizer, req.text, "text")
-        if not 1 <= req.k <= tokenizer.vocab_size:
-            raise TinyLMError(f"k must be in 1..{tokenizer.vocab_size} (the vocabulary size), got {req.k}")
-        if not 0 < req.temperature <= 100:
-            raise TinyLMError(f"temperature must be in (0, 100], got {req.temperature}")
+        check_next_char(req, tokenizer)
         top = next_char_probabilities(model, tokenizer, req.text, req.k, req.temperature)
         return {"text": req.text, "probs": [{"char": ch, "p": p} for ch, p in top]}
 
     return app
+
+
+def check_next_char(req, tokenizer) -> None:
+    check_text(tokenizer, req.text, "text")
+    if not 1 <= req.k <= tokenizer.vocab_size:
+        raise TinyLMError(f"k must be in 1..{tokenizer.vocab_size} (the vocabulary size), got {req.k}")
+    if not 0 < req.temperature <= 100:
+        raise TinyLMError(f"temperature must be in (0, 100], got {req.temperature}")
 
 
 def prepare_generation(req, tokenizer, model) -> tuple[Sampling, Optional[torch.Generator]]:
