@@ -154,3 +154,10 @@ def test_nproc_is_left_out_of_each_ranks_command():
     assert strip_nproc(["train", "--nproc", "2", "--out", "r", "--nproc=3"]) == ["train", "--out", "r"]
     cmd = torchrun_command(2, ["train", "--nproc", "2", "--quiet"])
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and cmd[-4:] == ["-m", "tinylm", "train", "--quiet"]
+
+
+def test_nproc_refuses_an_existing_run_before_starting_torchrun(two_rank_run, cli):
+    text, out = two_rank_run
+    result = cli("train", "--nproc", "2", *options(text), "--out", str(out))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"tinylm: error: {out} already holds a run; continue it with --resume or choose another --out"]
