@@ -118,13 +118,13 @@ def runpod_api(sshd):
 
 
 @pytest.fixture
-def project(tmp_path, runpod_api, sshd):
+def project(tmp_path, runpod_api, sshd, monkeypatch, capfd):
     """A working directory, a remote dir on 'the pod', and the env the real CLI runs with."""
     work, remote = tmp_path / "work", tmp_path / "remote"
     work.mkdir()
     env = {"RUNPOD_API_BASE_URL": runpod_api.url, "RUNPOD_API_KEY": runpod_api.api_key,
            "TINYLM_CLOUD_REMOTE_PYTHON": sys.executable}  # 'the pod' already has torch: skip pip install
-    yield Project(work, remote, env, runpod_api, sshd)
+    yield Project(work, remote, env, runpod_api, sshd, monkeypatch, capfd)
     stop_remote_runs(remote)
 
 
@@ -145,6 +145,22 @@ class Project:
     env: dict
     api: FakeRunPod
     sshd: Sshd
+    monkeypatch: pytest.MonkeyPatch
+    capfd: pytest.CaptureFixture
+
+    def main(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        """``tinylm cloud ARGS`` in-process through ``tinylm.cli.main`` (what the ``tinylm`` script runs),
+        output captured at the file-descriptor level; faster than a subprocess, same code path."""
+        from tinylm.cli import main
+
+        with self.monkeypatch.context() as patch:
+            patch.chdir(self.work)
+            for key, value in {**self.env, **(env or {})}.items():
+                patch.delenv(key, raising=False) if value is None else patch.setenv(key, value)
+            self.capfd.readouterr()
+            code = main(["cloud", *args])
+            out, err = self.capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
 
     def cli(self, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         full_env = {**os.environ, **self.env, **(env or {})}

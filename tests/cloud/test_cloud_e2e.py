@@ -50,6 +50,7 @@ def test_up_train_fetch_down(project, small_text):
 def check_train_fetch_down(project, weird: Path, results: list) -> None:
     status = project.cli("status")
     assert "fakepod1" in status.stdout and "ssh: ok" in status.stdout, status.stdout + status.stderr
+    assert "runpod: RUNNING, $0.69/h" in status.stdout
     shell = project.cli("ssh", "--", "echo", "hello from the pod")
     assert shell.returncode == 0 and "hello from the pod" in shell.stdout
 

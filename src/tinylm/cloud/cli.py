@@ -136,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tinylm.cloud.session import CloudState, describe, job_from, state_dir, target_from
+    from tinylm.cloud.session import CloudState, describe, job_from, pod_status, state_dir, target_from
     from tinylm.cloud.ssh import probe
 
     state = CloudState.load(state_dir())
@@ -145,6 +145,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     target = target_from(state, args.host)
     print(describe(state) if not args.host else f"ssh host {target.ssh.address}")
+    if target.pod_id:
+        print(pod_status(target.pod_id))
     problem = probe(target.ssh)
     print("ssh: ok" if problem is None else f"ssh: {problem}")
     if problem is None and state.job:

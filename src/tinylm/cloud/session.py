@@ -137,6 +137,17 @@ def describe(state: CloudState) -> str:
     return f"ssh host {where}"
 
 
+def pod_status(pod_id: str) -> str:
+    """RunPod's view of the pod (running, stopped by the watchdog, gone) and its price."""
+    try:
+        pod = RunPodProvider.from_env().pod(pod_id)
+    except CloudError as exc:
+        return f"runpod: unknown ({exc})"
+    if pod is None:
+        return "runpod: the pod no longer exists (`tinylm cloud down` forgets it)"
+    return f"runpod: {pod.get('desiredStatus', '?')}, ${pod.get('costPerHr', '?')}/h"
+
+
 def take_down(state: CloudState, target: Target | None, log=print) -> None:
     """Terminate the recorded pod (idempotent) and forget it; plain hosts are only forgotten."""
     pod_id = (target.pod_id if target else None) or state.target.get("pod_id")
