@@ -170,3 +170,11 @@ def test_compiled_and_eager_agree():
     grads_c = dict(compiled.named_parameters())
     for name, p in eager.named_parameters():
         torch.testing.assert_close(grads_c["_orig_mod." + name].grad, p.grad, atol=1e-4, rtol=1e-3)
+
+
+def test_speed_presets_use_the_tricks_and_validate():
+    gpu = load_config(preset="speedrun")
+    assert gpu.model.rope and gpu.train.optimizer == "muon" and gpu.train.compile
+    assert gpu.train.target_val_loss == 1.47
+    cpu = load_config(preset="cpu-speedrun")
+    assert cpu.model.rope and cpu.model.mlp_activation == "relu2" and cpu.train.threads == 1

@@ -73,6 +73,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # "auto" (bf16 autocast where supported), "float32", "bfloat16"
     compile: bool = False
+    threads: int = 0  # CPU threads for PyTorch's kernels (0 = PyTorch's default); 1 wins on a loaded CPU
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for 2-D hidden matrices, AdamW for the rest
     muon_lr: float = 0.02  # Muon's peak lr; the schedule scales it like learning_rate
     muon_momentum: float = 0.95
@@ -247,4 +248,5 @@ def _validate_speed_options(m: ModelConfig, t: TrainConfig) -> None:
              "change n_embed or n_heads")
     _require(t.optimizer in ("adamw", "muon"), f"optimizer must be 'adamw' or 'muon', got {t.optimizer!r}")
     _require(t.muon_lr > 0, f"muon_lr must be positive, got {t.muon_lr}")
+    _require(t.threads >= 0, f"threads must be 0 (PyTorch's default) or a positive count, got {t.threads}")
     _require(0.0 <= t.muon_momentum < 1.0, f"muon_momentum must be in [0, 1), got {t.muon_momentum}")

@@ -3,7 +3,7 @@
     optimizer = make_optimizer(model, cfg.train)
 
 AdamW, with weight decay on matrices only (embeddings and Linear weights), never on biases and
-LayerNorm gains: decaying those towards zero only hurts. On CUDA the fused kernel is used.
+LayerNorm gains: decaying those towards zero only hurts. The fused kernel runs on CUDA and CPU.
 
 With ``optimizer="muon"`` the 2-D hidden matrices (attention and MLP weights) go to ``Muon`` at
 ``muon_lr`` and everything else (embeddings, output head, gains, biases) to AdamW, driven together
@@ -37,15 +37,24 @@ def hidden_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad and p.dim() == 2 and id(p) not in outer]
 
 
+def fused_adamw(groups: list[dict], cfg: TrainConfig, device_type: str) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (all parameters in one kernel on CUDA, one C++ loop on CPU)."""
+    kwargs = {"lr": cfg.learning_rate, "betas": (cfg.beta1, cfg.beta2)}
+    if device_type in ("cuda", "cpu"):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except RuntimeError:  # torch < 2.4 has no fused CPU kernel
+            pass
+    return torch.optim.AdamW(groups, **kwargs)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
-    on_cuda = next(model.parameters()).device.type == "cuda"
     hidden = hidden_matrices(model) if cfg.optimizer == "muon" else []
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if id(p) not in hidden_ids]
     groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden_ids]}
               for g in parameter_groups(model, cfg.weight_decay)]
-    adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
-                              betas=(cfg.beta1, cfg.beta2), fused=on_cuda or None)
+    adamw = fused_adamw([g for g in groups if g["params"]], cfg, next(model.parameters()).device.type)
     if not hidden:
         return adamw
     muon = Muon([{"params": hidden, "lr_scale": cfg.muon_lr / cfg.learning_rate}], lr=cfg.muon_lr,

@@ -77,6 +77,8 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: Path | None, resume: 
     dist = dist or DistContext()
     device = dist.device or resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)  # process-wide; 1 avoids oversubscribing a shared CPU
     model = build_model(cfg.model, corpus.tokenizer.vocab_size).to(device)
     optimizer = make_optimizer(model, cfg.train)
     m, t = cfg.model, cfg.train

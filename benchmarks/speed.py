@@ -1,0 +1,141 @@
+"""Time the plain textbook training loop against tinylm's fast path, side by side in one process.
+
+    python benchmarks/speed.py                          # cpu-small on whatever device it finds
+    python benchmarks/speed.py --preset nanogpt-char --iters 100 --compile on   # on a GPU
+
+Rows: ``textbook`` (benchmarks/textbook.py: per-row Python batches, eager fp32, one module per head
+with an explicit mask and softmax, default AdamW), ``tinylm eager`` (our Trainer, fp32, no compile,
+PyTorch's default thread count: the nanoGPT-equivalent path) and ``tinylm fast`` (our Trainer with
+the fast-path settings: bf16 autocast where the device has it, fused AdamW, torch.compile when
+``--compile`` says so, and on CPU ``--fast-threads`` threads). All run the same config and the same
+hyperparameters; timings are interleaved in chunks (A B C A B C ...) so a change in the load of a
+shared machine hits every row alike, and each row's ms/iter is the median over its chunks.
+MFU counts 6N + 12·L·d·T FLOPs per token against the card's bf16 peak (known for H100 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from tinylm.config import RunConfig, load_config
+from tinylm.device import resolve_device
+from tinylm.run import build_trainer, prepare_corpus
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from textbook import TextbookGPT, textbook_step  # noqa: E402  (a sibling file, not a package)
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak, SXM cards
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--iters", type=int, default=60, help="timed iterations per row")
+    p.add_argument("--chunk", type=int, default=10, help="iterations per interleaved chunk")
+    p.add_argument("--warmup", type=int, default=5, help="untimed iterations per row (compile happens here)")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile the fast row; auto = on for CUDA, off for CPU (compile there costs minutes)")
+    p.add_argument("--fast-threads", type=int, default=1,
+                   help="torch CPU threads for the fast row on CPU (0 = torch's default)")
+    p.add_argument("--set", action="append", default=[], help="config override key=value")
+    return p.parse_args(argv)
+
+
+def flops_per_token(n_params: int, cfg: RunConfig) -> float:
+    m = cfg.model
+    return 6 * n_params + 12 * m.n_layer * m.n_embed * m.block_size
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def textbook_runner(cfg: RunConfig, corpus, device: torch.device) -> Callable[[], object]:
+    m, t = cfg.model, cfg.train
+    torch.manual_seed(t.seed)
+    model = TextbookGPT(corpus.tokenizer.vocab_size, m.n_embed, m.block_size, m.n_layer, m.n_heads).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, betas=(t.beta1, t.beta2),
+                                  weight_decay=t.weight_decay)
+    data = corpus.train_data  # stays on the host: the textbook loop copies each batch over
+    return lambda: textbook_step(model, optimizer, data, m.block_size, t.batch_size, t.grad_clip, device)
+
+
+def tinylm_runner(cfg: RunConfig, corpus) -> tuple[Callable[[], object], int]:
+    trainer = build_trainer(cfg, corpus, None, progress=False, log=lambda _: None)
+    trainer.model.train()
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    return trainer.train_step, n_params
+
+
+def time_rows(runners: dict[str, tuple[Callable, int]], args, device: torch.device) -> dict[str, float]:
+    """Median ms/iter per row over interleaved chunks, after an untimed warmup of each row.
+
+    ``runners`` maps a row name to (step function, CPU thread count for that row).
+    """
+    for run, threads in runners.values():
+        torch.set_num_threads(threads)
+        for _ in range(args.warmup):
+            run()
+    synchronize(device)
+    chunk_ms: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(max(1, args.iters // args.chunk)):
+        for name, (run, threads) in runners.items():
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            for _ in range(args.chunk):
+                run()
+            synchronize(device)
+            chunk_ms[name].append((time.perf_counter() - start) * 1000 / args.chunk)
+    return {name: statistics.median(ms) for name, ms in chunk_ms.items()}
+
+
+def print_table(cfg: RunConfig, args, device: torch.device, ms: dict[str, float], n_params: int) -> None:
+    tokens = cfg.train.batch_size * cfg.model.block_size
+    peak = peak_flops(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    print(f"| config | device | path | ms/iter | tokens/s | MFU | speedup |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row, value in ms.items():
+        rate = tokens / (value / 1000)
+        mfu = f"{100 * rate * flops_per_token(n_params, cfg) / peak:.1f}%" if peak else "n/a"
+        print(f"| {args.preset} | {name} | {row} | {value:.1f} | {rate:,.0f} | {mfu} | "
+              f"{ms['textbook'] / value:.2f}x |")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    default_threads = torch.get_num_threads()
+    cfg = load_config(preset=args.preset, overrides=args.set + ["threads=0"])
+    device = resolve_device(cfg.train.device)
+    use_compile = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
+    fast_threads = (args.fast_threads or default_threads) if device.type == "cpu" else default_threads
+    corpus = prepare_corpus(cfg)
+    eager_cfg = load_config(preset=args.preset, overrides=args.set + ["compile=false", "dtype=float32", "threads=0"])
+    fast_cfg = load_config(preset=args.preset, overrides=args.set + [f"compile={use_compile}", "threads=0"])
+    eager, n_params = tinylm_runner(eager_cfg, corpus)
+    fast, _ = tinylm_runner(fast_cfg, corpus)
+    fast_name = f"tinylm fast ({'compiled, ' if use_compile else ''}{fast_threads} thread{'s' * (fast_threads > 1)})"
+    runners = {"textbook": (textbook_runner(cfg, corpus, device), default_threads),
+               f"tinylm eager ({default_threads} threads)": (eager, default_threads), fast_name: (fast, fast_threads)}
+    ms = time_rows(runners, args, device)
+    print_table(cfg, args, device, ms, n_params)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
+
+
+if __name__ == "__main__":
+    main()
