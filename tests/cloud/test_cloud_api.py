@@ -42,3 +42,18 @@ def test_commands_are_quoted_and_keys_private(tmp_path):
     assert pull[-2:] == ["ubuntu@[2001:db8::1]:runs/a b/", "out/"]
     assert shlex.split(pull[pull.index("-e") + 1])[0] == "ssh"
     assert SSHTarget.parse("10.0.0.1", keys).address == "root@10.0.0.1:22"
+
+
+def test_host_targets_never_forget_or_terminate_a_recorded_pod(project):
+    from tinylm.cloud.session import CloudState, take_down, target_from
+
+    keys = ProjectKeys.ensure(project.work / ".tinylm")
+    project.sshd.authorize(Path(f"{keys.key}.pub"))
+    assert project.main("up", "--remote-dir", str(project.remote)).returncode == 0
+    assert project.main("up", "--host", project.sshd.host).returncode == 0  # e.g. a lab box, alongside
+    state = CloudState.load(project.work / ".tinylm")
+    assert state.target["pod_id"] == "fakepod1"
+    take_down(state, target_from(state, project.sshd.host))  # what `train --host ... --down` does at the end
+    assert project.api.calls["podTerminate"] == 0 and CloudState.load(state.state_dir).target["pod_id"]
+    assert "terminated pod fakepod1" in project.main("down").stdout
+    assert project.api.calls["podTerminate"] == 1

@@ -48,10 +48,10 @@ def test_up_train_fetch_down(project, small_text):
 
 
 def check_train_fetch_down(project, weird: Path, results: list) -> None:
-    status = project.cli("status")
+    status = project.main("status")  # in-process: the subprocess path is shown by up/train/down
     assert "fakepod1" in status.stdout and "ssh: ok" in status.stdout, status.stdout + status.stderr
     assert "runpod: RUNNING, $0.69/h" in status.stdout
-    shell = project.cli("ssh", "--", "echo", "hello from the pod")
+    shell = project.main("ssh", "--", "echo", "hello from the pod")
     assert shell.returncode == 0 and "hello from the pod" in shell.stdout
 
     train = project.cli("train", *TINY_RUN, "--set", "max_iters=10", "--set", "eval_interval=5",
@@ -64,7 +64,7 @@ def check_train_fetch_down(project, weird: Path, results: list) -> None:
 
     down = project.cli("down")
     assert down.returncode == 0 and "terminated pod fakepod1" in down.stdout
-    again = project.cli("down")
+    again = project.main("down")
     assert again.returncode == 0 and project.api.calls["podTerminate"] == 1
     outputs = "".join(r.stdout + r.stderr for r in (*results, status, shell, train, down, again))
     assert project.api.api_key not in outputs + everything_written(project)

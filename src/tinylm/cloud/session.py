@@ -82,6 +82,8 @@ def _up_host(state: CloudState, opts: UpOptions) -> Target:
     problem = probe(target.ssh)
     if problem:
         raise CloudError(problem)
+    if state.target.get("pod_id"):  # keep the pod's record: forgetting it would leak a billing pod
+        return target
     s = target.ssh
     state.target = {"provider": "ssh", "user": s.user, "host": s.host, "port": s.port,
                     "remote_dir": target.remote_dir, "remote_python": opts.remote_python, "gpus": opts.gpus}
@@ -120,11 +122,14 @@ def _up_pod(state: CloudState, opts: UpOptions, log) -> Target:
 
 def bring_up(state: CloudState, opts: UpOptions, log=print) -> Target:
     """Reuse what is up, or connect to ``--host``, or create a RunPod pod and wait until ssh answers."""
+    if state.target.get("pod_id") and not state.target.get("host") and not opts.host:
+        raise CloudError(f"pod {state.target['pod_id']} was created but never reached over ssh; "
+                         "`tinylm cloud down` terminates it, then try again")
     if state.target.get("host") and not opts.host:
         log(f"already up: {describe(state)} (`tinylm cloud down` first to start another)")
         return target_from(state, remote_dir=opts.remote_dir)
     target = _up_host(state, opts) if opts.host else _up_pod(state, opts, log)
-    log(f"up: {describe(state)}")
+    log(f"up: {describe(state) if target.pod_id else 'ssh host ' + target.ssh.address}")
     return target
 
 
@@ -149,18 +154,22 @@ def pod_status(pod_id: str) -> str:
 
 
 def take_down(state: CloudState, target: Target | None, log=print) -> None:
-    """Terminate the recorded pod (idempotent) and forget it; plain hosts are only forgotten."""
-    pod_id = (target.pod_id if target else None) or state.target.get("pod_id")
+    """Terminate ``target``'s pod, or the recorded one (idempotent), and forget it; ssh hosts are only forgotten.
+
+    A ``--host`` target never touches a recorded pod: that pod stays up and recorded."""
+    recorded = state.target.get("pod_id")
+    pod_id = target.pod_id if target is not None else recorded
     if pod_id:
         provider = (target.provider if target else None) or RunPodProvider.from_env()
         gone = provider.terminate(pod_id)
         log(f"terminated pod {pod_id}" if gone else f"pod {pod_id} was already gone")
-    elif state.target:
-        log("forgot the ssh host (it is your machine: nothing to terminate)")
+    elif target is not None or state.target:
+        log("nothing to terminate on an ssh host (it is your machine)")
     else:
         log("nothing is up")
-    state.target, state.job = {}, {}
-    state.save()
+    if pod_id == recorded:
+        state.target, state.job = {}, {}
+        state.save()
 
 
 def _push_data(target: Target, cfg: RunConfig, job: RemoteJob) -> None:
