@@ -23,8 +23,10 @@ from tinylm.cloud.ssh import clean_env
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 VENV_PYTHON = ".venv/bin/python"
-# RunPod's PyTorch images already have torch: a venv that sees it, then tinylm's own dependencies
-SETUP_VENV = ("if [ ! -x .venv/bin/python ]; then python3 -m venv --system-site-packages .venv; fi && "
+# RunPod's PyTorch images already have torch: a venv that sees it, then tinylm's own dependencies.
+# Where python3 has no venv module (no ensurepip), .venv/bin/python is a link to python3 itself.
+SETUP_VENV = ("if [ ! -x .venv/bin/python ]; then python3 -m venv --system-site-packages .venv 2>/dev/null || "
+              '{ rm -rf .venv && mkdir -p .venv/bin && ln -s "$(command -v python3)" .venv/bin/python; }; fi && '
               "if ! cmp -s pyproject.toml .venv/.tinylm-installed; then "
               ".venv/bin/python -m pip install --quiet --disable-pip-version-check -e . && "
               "cp pyproject.toml .venv/.tinylm-installed; fi")
