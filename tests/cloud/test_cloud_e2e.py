@@ -16,7 +16,7 @@ import pytest
 from tinylm.checkpoint import load_run
 
 TINY_RUN = ["--set", "n_layer=2", "--set", "n_embed=32", "--set", "n_heads=2", "--set", "block_size=16",
-            "--set", "batch_size=8", "--set", "eval_iters=2", "--device", "cpu"]
+            "--set", "batch_size=8", "--set", "eval_iters=2", "--set", "threads=1", "--device", "cpu"]
 
 
 def everything_written(project) -> str:
@@ -99,9 +99,9 @@ def _wait_for_line(proc, marker: str, timeout: float = 90) -> list[str]:
 
 @pytest.mark.slow
 def test_ctrl_c_with_down_fetches_and_terminates(project, small_text):
-    proc = project.popen("train", *TINY_RUN, "--set", "max_iters=100000", "--set", "eval_interval=20",
+    proc = project.popen("train", *TINY_RUN, "--set", "max_iters=100000", "--set", "eval_interval=5",
                          "--data", str(small_text), "--down", "--name", "ctrlc", "--remote-dir", str(project.remote))
-    _wait_for_line(proc, "step 20")
+    _wait_for_line(proc, "step 5")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -114,7 +114,7 @@ def test_ctrl_c_with_down_fetches_and_terminates(project, small_text):
 def test_dropped_connection_then_attach(project, small_text):
     authorize_project_key(project)
     host = ["--host", project.sshd.host, "--remote-dir", str(project.remote)]
-    proc = project.popen("train", *TINY_RUN, "--set", "max_iters=60", "--set", "eval_interval=20",
+    proc = project.popen("train", *TINY_RUN, "--set", "max_iters=30", "--set", "eval_interval=10",
                          "--data", str(small_text), "--name", "drop", *host)
     _wait_for_line(proc, "step 0")
     assert not (project.remote / ".tinylm" / "jobs" / "drop" / "exit_code").exists()  # mid-run
@@ -126,10 +126,10 @@ def test_dropped_connection_then_attach(project, small_text):
 
     attach = project.cli("train", "--attach", *host)
     assert attach.returncode == 0, attach.stdout + attach.stderr
-    assert "step 0" in attach.stdout and "step 59" in attach.stdout  # the whole log, streamed again
-    assert load_run(project.work / "runs" / "drop")[3]["step"] >= 59
+    assert "step 0" in attach.stdout and "step 29" in attach.stdout  # the whole log, streamed again
+    assert load_run(project.work / "runs" / "drop")[3]["step"] >= 29
     logs = project.cli("logs", *host[:2])
-    assert logs.returncode == 0 and "step 59" in logs.stdout and "ended with exit code 0" in logs.stdout
+    assert logs.returncode == 0 and "step 29" in logs.stdout and "ended with exit code 0" in logs.stdout
 
 
 def authorize_project_key(project) -> None:
