@@ -69,8 +69,8 @@ def plot_curves(runs: Mapping[str, Sequence[dict]], out: str | Path | None = Non
     """Train (solid) and val (dashed) perplexity of each run against the training step, log scale."""
     fig = new_figure(8, 5)
     ax = fig.add_subplot()
-    colors = [f"C{i}" for i in range(10)]
-    for (label, metrics), color in zip(runs.items(), colors * 10):
+    for i, (label, metrics) in enumerate(runs.items()):
+        color = f"C{i % 10}"  # matplotlib's default colour cycle
         if not metrics:
             raise TinyLMError(f"run {label!r} has no evaluations yet; train it for at least one eval_interval")
         steps = [m["step"] for m in metrics]
