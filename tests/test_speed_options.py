@@ -184,4 +184,4 @@ def test_speed_presets_use_the_tricks_and_validate():
     assert gpu.model.rope and gpu.train.optimizer == "muon" and gpu.train.compile
     assert gpu.train.target_val_loss == 1.47
     cpu = load_config(preset="cpu-speedrun")
-    assert cpu.model.rope and cpu.model.mlp_activation == "relu2" and cpu.train.threads == 1
+    assert cpu.model.rope and cpu.model.mlp_activation == "relu2" and cpu.train.threads == 0

@@ -46,6 +46,6 @@ PRESETS: dict[str, dict] = {
     "cpu-speedrun": {
         **_NANOGPT_CHAR, **_FAST_LEARNING, "n_layer": 4, "n_heads": 4, "n_embed": 128, "block_size": 64,
         "batch_size": 32, "dropout": 0.0, "learning_rate": 3e-3, "muon_lr": 0.03, "warmup_iters": 30,
-        "max_iters": 800, "lr_decay_iters": 800, "eval_interval": 10000, "eval_iters": 10, "threads": 1,
+        "max_iters": 800, "lr_decay_iters": 800, "eval_interval": 10000, "eval_iters": 10,
     },
 }
