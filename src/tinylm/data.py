@@ -124,26 +124,23 @@ class BatchLoader:
         return self
 
     def get_batch(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = generator if generator is not None else self.generator
-        starts = torch.randint(len(self.data) - self.block_size, (self.batch_size,),
-                               generator=gen, device=self.device)  # (B,)
-        windows = self.data[starts[:, None] + self.offsets]  # (B, T+1): one gather, no Python loop
-        return windows[:, :-1], windows[:, 1:]  # x (B, T), y (B, T)
+        """One batch: x (B, T) and y (B, T), y shifted one step ahead."""
+        return self.get_micro_batches(generator=generator)[0]
 
-    def get_micro_batches(self, accum_steps: int = 1, rank: int = 0,
-                          world_size: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def get_micro_batches(self, accum_steps: int = 1, rank: int = 0, world_size: int = 1,
+                          generator: torch.Generator | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's ``accum_steps`` micro-batches of one optimizer step's global batch.
 
         The starts of all ``world_size * accum_steps * B`` windows are drawn at once from the loader's
         generator (seeded alike on every rank); rank r takes row r of them viewed as (world, accum, B).
         So the global batch and the data order do not depend on how the batch is split, and with one
-        rank and one micro-step this draws exactly what ``get_batch()`` draws.
+        rank and one micro-step this is exactly ``get_batch()``.
         """
         count = world_size * accum_steps * self.batch_size
-        starts = torch.randint(len(self.data) - self.block_size, (count,), generator=self.generator,
-                               device=self.device)
+        starts = torch.randint(len(self.data) - self.block_size, (count,), device=self.device,
+                               generator=generator if generator is not None else self.generator)
         mine = starts.view(world_size, accum_steps, self.batch_size)[rank]  # (A, B)
-        windows = self.data[mine[:, :, None] + self.offsets]  # (A, B, T+1)
+        windows = self.data[mine[:, :, None] + self.offsets]  # (A, B, T+1): one gather, no Python loop
         return [(w[:, :-1], w[:, 1:]) for w in windows]  # A pairs of x (B, T), y (B, T)
 
     def __iter__(self):
