@@ -2,13 +2,17 @@
 
     python benchmarks/speed.py                          # cpu-small on whatever device it finds
     python benchmarks/speed.py --preset nanogpt-char --iters 100 --compile on   # on a GPU
+    python benchmarks/speed.py --nanogpt ~/src/nanoGPT   # add a row for nanoGPT itself
 
 Rows: ``textbook`` (benchmarks/textbook.py: per-row Python batches, eager fp32, one module per head
 with an explicit mask and softmax, default AdamW), ``tinylm eager`` (our Trainer, fp32, no compile,
 PyTorch's default thread count: the nanoGPT-equivalent path) and ``tinylm fast`` (our Trainer with
 the fast-path settings: bf16 autocast where the device has it, fused AdamW, torch.compile when
-``--compile`` says so, and on CPU ``--fast-threads`` threads). All run the same config and the same
-hyperparameters; timings are interleaved in chunks (A B C A B C ...) so a change in the load of a
+``--compile`` says so, and on CPU ``--fast-threads`` threads). With ``--nanogpt DIR`` (a checkout of
+karpathy/nanoGPT; none of its code is part of tinylm) a ``nanoGPT`` row imports that checkout's
+``model.py`` and steps its ``GPT`` the way its ``train.py`` does on a CPU: per-row batches from a
+uint16 memmap, its ``configure_optimizers``, clipping, ``loss.item()`` every step. All rows run the
+same config and hyperparameters; timings are interleaved in chunks (A B C A B C ...) so a change in the load of a
 shared machine hits every row alike, and each row's ms/iter is the median over its chunks.
 MFU counts 6N + 12·L·d·T FLOPs per token against the card's bf16 peak (known for H100 only).
 """
@@ -19,9 +23,11 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 
 from tinylm.config import RunConfig, load_config
@@ -42,8 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations per row (compile happens here)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the fast row; auto = on for CUDA, off for CPU (compile there costs minutes)")
-    p.add_argument("--fast-threads", type=int, default=1,
-                   help="torch CPU threads for the fast row on CPU (0 = torch's default)")
+    p.add_argument("--fast-threads", type=int, default=0,
+                   help="torch CPU threads for the fast row on CPU (0 = torch's default; 1 wins on a loaded machine)")
+    p.add_argument("--nanogpt", metavar="DIR", help="a karpathy/nanoGPT checkout to time beside us")
     p.add_argument("--set", action="append", default=[], help="config override key=value")
     return p.parse_args(argv)
 
@@ -73,6 +80,40 @@ def textbook_runner(cfg: RunConfig, corpus, device: torch.device) -> Callable[[]
                                   weight_decay=t.weight_decay)
     data = corpus.train_data  # stays on the host: the textbook loop copies each batch over
     return lambda: textbook_step(model, optimizer, data, m.block_size, t.batch_size, t.grad_clip, device)
+
+
+def nanogpt_runner(checkout: str, cfg: RunConfig, corpus, device: torch.device) -> Callable[[], object]:
+    """One step of nanoGPT's train.py (grad accumulation 1, fp32, no compile) with its own model."""
+    sys.path.insert(0, os.path.abspath(os.path.expanduser(checkout)))
+    from model import GPT, GPTConfig  # nanoGPT's model.py, from the checkout
+
+    m, t = cfg.model, cfg.train
+    torch.manual_seed(t.seed)
+    model = GPT(GPTConfig(block_size=m.block_size, vocab_size=corpus.tokenizer.vocab_size, n_layer=m.n_layer,
+                          n_head=m.n_heads, n_embd=m.n_embed, dropout=m.dropout, bias=m.bias)).to(device)
+    optimizer = model.configure_optimizers(t.weight_decay, t.learning_rate, (t.beta1, t.beta2), device.type)
+    bin_path = os.path.join(tempfile.mkdtemp(prefix="nanogpt-"), "train.bin")
+    corpus.train_data.numpy().astype(np.uint16).tofile(bin_path)
+
+    def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        data = np.memmap(bin_path, dtype=np.uint16, mode="r")  # reopened per batch, as train.py does
+        ix = torch.randint(len(data) - m.block_size, (t.batch_size,))
+        x = torch.stack([torch.from_numpy(data[i:i + m.block_size].astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + m.block_size].astype(np.int64)) for i in ix])
+        return x.to(device), y.to(device)
+
+    batch = [get_batch()]
+
+    def step() -> float:
+        _, loss = model(*batch[0])
+        batch[0] = get_batch()  # train.py fetches the next batch while the GPU would be busy
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()  # log_interval=1 in nanoGPT's CPU command
+
+    return step
 
 
 def tinylm_runner(cfg: RunConfig, corpus) -> tuple[Callable[[], object], int]:
@@ -130,8 +171,10 @@ def main(argv=None) -> None:
     eager, n_params = tinylm_runner(eager_cfg, corpus)
     fast, _ = tinylm_runner(fast_cfg, corpus)
     fast_name = f"tinylm fast ({'compiled, ' if use_compile else ''}{fast_threads} thread{'s' * (fast_threads > 1)})"
-    runners = {"textbook": (textbook_runner(cfg, corpus, device), default_threads),
-               f"tinylm eager ({default_threads} threads)": (eager, default_threads), fast_name: (fast, fast_threads)}
+    runners = {"textbook": (textbook_runner(cfg, corpus, device), default_threads)}
+    if args.nanogpt:
+        runners["nanoGPT"] = (nanogpt_runner(args.nanogpt, eager_cfg, corpus, device), default_threads)
+    runners |= {f"tinylm eager ({default_threads} threads)": (eager, default_threads), fast_name: (fast, fast_threads)}
     ms = time_rows(runners, args, device)
     print_table(cfg, args, device, ms, n_params)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")

@@ -54,6 +54,32 @@ def test_muon_step_matches_a_float64_reference(shape):
     torch.testing.assert_close(w.detach().double(), expected, atol=2e-5, rtol=1e-5)
 
 
+def test_a_stack_of_matrices_is_orthogonalised_like_each_matrix_alone():
+    torch.manual_seed(0)
+    stack = torch.randn(3, 12, 5)  # (N, rows, cols)
+    batched = orthogonalize(stack)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], orthogonalize(stack[i]), atol=1e-5, rtol=1e-5)
+
+
+def test_muon_updates_same_shaped_matrices_as_if_each_had_its_own_optimizer():
+    torch.manual_seed(0)
+    w0 = [torch.randn(6, 4) for _ in range(2)] + [torch.randn(4, 4)]
+    grads = [[torch.randn_like(w) for w in w0] for _ in range(2)]
+    together = [torch.nn.Parameter(w.clone()) for w in w0]
+    alone = [torch.nn.Parameter(w.clone()) for w in w0]
+    opt_together = Muon(together, lr=0.1, momentum=0.9)
+    opts_alone = [Muon([p], lr=0.1, momentum=0.9) for p in alone]
+    for step_grads in grads:
+        for p, q, g in zip(together, alone, step_grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt_together.step()
+        for opt in opts_alone:
+            opt.step()
+    for p, q in zip(together, alone):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-6)
+
+
 def test_newton_schulz_brings_singular_values_near_one():
     torch.manual_seed(0)
     g = torch.randn(32, 8) @ torch.diag(torch.logspace(-1, 1, 8))  # singular values spread ~100x

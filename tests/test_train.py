@@ -63,6 +63,12 @@ def test_lr_schedule_warms_up_then_decays_to_min_lr():
     assert LRSchedule(3e-3)(1234) == 3e-3
 
 
+def test_linear_schedule_with_a_warmdown_holds_the_peak_then_decays_over_the_last_steps():
+    wsd = LRSchedule(1e-3, "linear", warmup_iters=10, decay_iters=100, min_lr=0.0, warmdown_iters=40)
+    assert wsd(9) == pytest.approx(1e-3) and wsd(60) == pytest.approx(1e-3)  # stable until step 60
+    assert wsd(80) == pytest.approx(5e-4) and wsd(100) == pytest.approx(0.0)
+
+
 # A short golden loss curve: tiny model, small corpus, CPU fp32, seed 1337. These numbers were
 # measured once with this code; a change that moves them changed the training math.
 GOLDEN_TRAIN_LOSSES = [3.5002, 3.428, 3.3204, 3.258, 3.2087, 3.1738, 3.0993, 3.0502, 2.9605, 2.9292]

@@ -64,6 +64,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant", "cosine" or "linear" (linear = warmdown to min_lr)
     warmup_iters: int = 0
     lr_decay_iters: int = 0  # 0 means max_iters
+    warmdown_iters: int = 0  # linear schedule: decay over only the last N steps (0 = all after warmup)
     min_lr: float = 0.0
     weight_decay: float = 0.0
     beta1: float = 0.9
@@ -234,6 +235,7 @@ def validate(cfg: RunConfig) -> None:
     _require(m.init in ("gpt2", "pytorch"), f"init must be 'gpt2' or 'pytorch', got {m.init!r}")
     _require(t.lr_schedule in ("constant", "cosine", "linear"),
              f"lr_schedule must be 'constant', 'cosine' or 'linear', got {t.lr_schedule!r}")
+    _require(t.warmdown_iters >= 0, f"warmdown_iters must be >= 0, got {t.warmdown_iters}")
     _require(t.dtype in ("auto", "float32", "bfloat16"), f"dtype must be auto, float32 or bfloat16, got {t.dtype!r}")
     _require(t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
              f"device must be auto, cpu, cuda or mps, got {t.device!r}")

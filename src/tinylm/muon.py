@@ -24,18 +24,25 @@ NEWTON_SCHULZ_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
 def orthogonalize(update: torch.Tensor, steps: int = 5, eps: float = 1e-7,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Approximate polar factor of a (rows, cols) matrix: U S V^T -> U S' V^T with S' ~ 1."""
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Approximate polar factor of a (rows, cols) matrix, or of each matrix in an (N, rows, cols)
+    stack: U S V^T -> U S' V^T with S' ~ 1."""
     a, b, c = NEWTON_SCHULZ_COEFFS
     x = update.to(dtype)
-    tall = x.size(0) > x.size(1)
+    single = x.dim() == 2
+    if single:
+        x = x.unsqueeze(0)  # (1, rows, cols): one code path for a matrix and a stack
+    tall = x.size(-2) > x.size(-1)
     if tall:  # iterate on the wide orientation: X X^T is then the smaller (rows, rows) Gram matrix
-        x = x.T
-    x = x / (x.norm() + eps)  # Frobenius norm >= spectral norm, so all singular values are <= 1
+        x = x.mT
+    # Frobenius norm >= spectral norm, so all singular values are <= 1
+    x = x / (torch.linalg.matrix_norm(x, keepdim=True) + eps)
     for _ in range(steps):
-        gram = x @ x.T  # (r, r)
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if tall else x).to(update.dtype)
+        gram = x @ x.mT  # (N, r, r)
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+        x = torch.baddbmm(x, poly, x, beta=a)  # a X + (b G + c G^2) X
+    x = x.mT if tall else x
+    return (x.squeeze(0) if single else x).to(update.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -65,25 +72,33 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, group)
+            params = [p for p in group["params"] if p.grad is not None]
+            by_shape: dict[torch.Size, list[torch.Tensor]] = {}
+            for p in params:
+                by_shape.setdefault(p.shape, []).append(p)
+            for same_shape in by_shape.values():  # one batched Newton-Schulz per shape: fewer, bigger matmuls
+                self._update(same_shape, group)
         return loss
 
-    def _update(self, p: torch.Tensor, group: dict) -> None:
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p)
-        buf = state["momentum_buffer"]  # (rows, cols), like p
-        buf.mul_(group["momentum"]).add_(p.grad)
-        update = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+    def _update(self, params: list[torch.Tensor], group: dict) -> None:
+        """Update N parameters of one (rows, cols) shape together."""
+        momentum = group["momentum"]
+        for p in params:
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        grads = [p.grad for p in params]
+        bufs = [self.state[p]["momentum_buffer"] for p in params]  # (rows, cols) each, like p
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, grads)
+        updates = torch._foreach_add(grads, bufs, alpha=momentum) if group["nesterov"] else bufs
         # bf16 matmuls are accurate enough for Newton-Schulz and much faster on GPUs.
-        ns_dtype = torch.bfloat16 if p.device.type == "cuda" else torch.float32
-        direction = orthogonalize(update, group["ns_steps"], dtype=ns_dtype)
-        scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
+        ns_dtype = torch.bfloat16 if params[0].device.type == "cuda" else torch.float32
+        directions = orthogonalize(torch.stack(updates), group["ns_steps"], dtype=ns_dtype)  # (N, rows, cols)
+        rows, cols = params[0].shape
+        scale = max(1.0, rows / cols) ** 0.5
         if group["weight_decay"]:
-            p.mul_(1.0 - group["lr"] * group["weight_decay"])
-        p.add_(direction, alpha=-group["lr"] * scale)
+            torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+        torch._foreach_add_(params, list(directions.unbind(0)), alpha=-group["lr"] * scale)
 
 
 class CombinedOptimizer:

@@ -69,7 +69,8 @@ def schedule_for(cfg: RunConfig) -> LRSchedule | None:
     t = cfg.train
     if t.lr_schedule == "constant" and t.warmup_iters == 0:
         return None  # the notebook's loop: the optimizer's lr is never touched
-    return LRSchedule(t.learning_rate, t.lr_schedule, t.warmup_iters, t.lr_decay_iters or t.max_iters, t.min_lr)
+    return LRSchedule(t.learning_rate, t.lr_schedule, t.warmup_iters, t.lr_decay_iters or t.max_iters, t.min_lr,
+                      t.warmdown_iters)
 
 
 def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: Path | None, resume: bool = False,

@@ -34,20 +34,26 @@ METRICS_NAME = "metrics.jsonl"
 
 @dataclass
 class LRSchedule:
-    """Linear warmup, then constant, cosine decay or linear warmdown to ``min_lr``."""
+    """Linear warmup, then constant, cosine decay or linear warmdown to ``min_lr``.
+
+    A linear schedule with ``warmdown_iters`` > 0 holds the peak and decays only over the last
+    ``warmdown_iters`` steps before ``decay_iters`` (warmup-stable-decay).
+    """
 
     learning_rate: float
     kind: str = "constant"
     warmup_iters: int = 0
     decay_iters: int = 0
     min_lr: float = 0.0
+    warmdown_iters: int = 0
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_iters:
             return self.learning_rate * (step + 1) / self.warmup_iters
         if self.kind == "constant":
             return self.learning_rate
-        progress = min(1.0, (step - self.warmup_iters) / max(1, self.decay_iters - self.warmup_iters))
+        decay_start = self.decay_iters - self.warmdown_iters if self.warmdown_iters else self.warmup_iters
+        progress = min(1.0, max(0, step - decay_start) / max(1, self.decay_iters - decay_start))
         if self.kind == "cosine":
             weight = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
         else:
