@@ -1,0 +1,78 @@
+"""The benchmark scripts run end to end and print measured rows (tiny configs, a few steps, one thread).
+
+Speed itself is never asserted here: the scripts print ratios measured side by side, and
+benchmarks/RESULTS.md keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO, TINY
+
+SETS = [arg for item in TINY + ["threads=1"] for arg in ("--set", item)]
+
+# A stand-in with nanoGPT's interface (model.py: GPTConfig, GPT(config)(idx, targets) -> (logits,
+# loss), configure_optimizers), because nanoGPT itself is not vendored: it checks our side of the
+# --nanogpt plumbing, not nanoGPT.
+NANOGPT_STAND_IN = textwrap.dedent("""
+    from dataclasses import dataclass
+    import torch
+    from torch.nn import functional as F
+
+    @dataclass
+    class GPTConfig:
+        block_size: int = 16
+        vocab_size: int = 65
+        n_layer: int = 1
+        n_head: int = 1
+        n_embd: int = 8
+        dropout: float = 0.0
+        bias: bool = True
+
+    class GPT(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.emb = torch.nn.Embedding(config.vocab_size, config.vocab_size)
+
+        def forward(self, idx, targets=None):
+            logits = self.emb(idx)
+            return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+        def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+            return torch.optim.AdamW(self.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay)
+""")
+
+
+def run_script(name: str, *args: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / name), *args], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_speed_prints_one_row_per_path_with_a_nanogpt_row(shakespeare, tmp_path):
+    (tmp_path / "model.py").write_text(NANOGPT_STAND_IN)
+    out = run_script("speed.py", "--iters", "2", "--chunk", "1", "--warmup", "1", "--nanogpt", str(tmp_path), *SETS)
+    rows = [line.split("|")[3].strip() for line in out.splitlines() if line.startswith("| cpu-small")]
+    assert rows[:2] == ["textbook", "nanoGPT"] and rows[2].startswith("tinylm eager") and len(rows) == 4
+    assert all(float(line.split("|")[4]) > 0 for line in out.splitlines() if line.startswith("| cpu-small"))
+
+
+def test_budget_trains_the_asked_steps_and_scores_the_full_val_split(shakespeare):
+    out = run_script("budget.py", "--steps", "3", "--warmdown-frac", "0.5", *SETS)
+    row = json.loads(out.strip().splitlines()[-1])
+    assert row["steps"] == 3 and row["tokens"] == 3 * 8 * 16 and 0 < row["val_loss"] < 6
+
+
+def test_speedrun_prints_each_seed_and_the_median(shakespeare):
+    out = run_script("speedrun.py", "--seeds", "1", "--set", "max_iters=3", "--set", "lr_decay_iters=3",
+                     "--set", "warmdown_iters=1", "--set", "warmup_iters=1", *SETS)
+    seed_row = next(line for line in out.splitlines() if line.startswith("| 1 |"))
+    assert seed_row.split("|")[2].strip() == "3"  # steps
+    assert any(line.startswith("| median |") for line in out.splitlines())
