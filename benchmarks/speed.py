@@ -12,8 +12,8 @@ the fast-path settings: bf16 autocast where the device has it, fused AdamW, torc
 karpathy/nanoGPT; none of its code is part of tinylm) a ``nanoGPT`` row imports that checkout's
 ``model.py`` and steps its ``GPT`` the way its ``train.py`` does on a CPU: per-row batches from a
 uint16 memmap, its ``configure_optimizers``, clipping, ``loss.item()`` every step. All rows run the
-same config and hyperparameters; timings are interleaved in chunks (A B C A B C ...) so a change in the load of a
-shared machine hits every row alike, and each row's ms/iter is the median over its chunks.
+same config and hyperparameters; timings are interleaved in chunks (A B C A B C ...) so a change in
+the load of a shared machine hits every row alike, and each row's ms/iter is the median over its chunks.
 MFU counts 6N + 12·L·d·T FLOPs per token against the card's bf16 peak (known for H100 only).
 """
 

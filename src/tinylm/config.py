@@ -64,7 +64,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant", "cosine" or "linear" (linear = warmdown to min_lr)
     warmup_iters: int = 0
     lr_decay_iters: int = 0  # 0 means max_iters
-    warmdown_iters: int = 0  # linear schedule: decay over only the last N steps (0 = all after warmup)
+    warmdown_iters: int = 0  # decay over only the last N steps before lr_decay_iters (0 = all after warmup)
     min_lr: float = 0.0
     weight_decay: float = 0.0
     beta1: float = 0.9

@@ -24,7 +24,7 @@ NEWTON_SCHULZ_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
 def orthogonalize(update: torch.Tensor, steps: int = 5, eps: float = 1e-7,
-                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Approximate polar factor of a (rows, cols) matrix, or of each matrix in an (N, rows, cols)
     stack: U S V^T -> U S' V^T with S' ~ 1."""
     a, b, c = NEWTON_SCHULZ_COEFFS

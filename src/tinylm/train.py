@@ -36,8 +36,8 @@ METRICS_NAME = "metrics.jsonl"
 class LRSchedule:
     """Linear warmup, then constant, cosine decay or linear warmdown to ``min_lr``.
 
-    A linear schedule with ``warmdown_iters`` > 0 holds the peak and decays only over the last
-    ``warmdown_iters`` steps before ``decay_iters`` (warmup-stable-decay).
+    With ``warmdown_iters`` > 0 the peak holds and the decay (linear or cosine) takes only the last
+    ``warmdown_iters`` steps before ``decay_iters``: warmup-stable-decay.
     """
 
     learning_rate: float
