@@ -50,10 +50,12 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint_that_resumes(tmp_path, sma
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_with_a_message_and_an_intact_checkpoint(tmp_path, small_text):
+@pytest.mark.parametrize("delay", [0.0, 0.13, 0.31])
+def test_ctrl_c_exits_130_with_a_message_and_an_intact_checkpoint(tmp_path, small_text, delay):
     run_dir = tmp_path / "run"
     proc = start_training(run_dir, small_text)
     wait_for_checkpoints(run_dir, proc)
+    time.sleep(delay)  # checkpoints are written every step here, so some of these land mid-save
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130

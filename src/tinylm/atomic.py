@@ -2,14 +2,21 @@
 
     atomic_write(path, lambda f: torch.save(payload, f))
     atomic_write_text(path, json.dumps(config))
+
+A Ctrl-C that arrives mid-write is held back until the file is in place, then raised: a
+KeyboardInterrupt inside ``torch.save``'s C++ zip writer otherwise turns into a RuntimeError or
+even an abort, instead of the clean "interrupted" exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 
 def _current_umask() -> int:
@@ -18,9 +25,29 @@ def _current_umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def hold_interrupts() -> Iterator[None]:
+    """Run the block to its end even if SIGINT arrives, then raise the KeyboardInterrupt it would have raised."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # only the main thread can set handlers; None means a handler Python cannot restore
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)  # hand it to the previous handler, as if it arrived now
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through ``write(file)`` into a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
+    with hold_interrupts():
+        _write_then_rename(Path(path), write)
+
+
+def _write_then_rename(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
