@@ -113,7 +113,7 @@ def start_run_dir(run_dir: Path, cfg: RunConfig, tokenizer: CharTokenizer) -> No
     refuse_existing_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    atomic_write_text(run_dir / "tokenizer.json", json.dumps(tokenizer.to_dict(), ensure_ascii=False))
+    tokenizer.save(run_dir / "tokenizer.json")
 
 
 def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,

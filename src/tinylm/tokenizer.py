@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tinylm.atomic import atomic_write_text
 from tinylm.errors import TinyLMError
 
 
@@ -55,7 +56,7 @@ class CharTokenizer:
         return cls(data["chars"])
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+        atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path) -> "CharTokenizer":
