@@ -72,10 +72,10 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
             by_shape: dict[torch.Size, list[torch.Tensor]] = {}
-            for p in params:
-                by_shape.setdefault(p.shape, []).append(p)
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_shape.setdefault(p.shape, []).append(p)
             for same_shape in by_shape.values():  # one batched Newton-Schulz per shape: fewer, bigger matmuls
                 self._update(same_shape, group)
         return loss
