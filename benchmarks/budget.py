@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     val_loss = trainer.evaluator.exact_loss(corpus.val_data)
     print(json.dumps({"preset": args.preset, "set": args.set, "warmdown_frac": args.warmdown_frac,
                       "step_ms": round(step_s * 1000, 1), "steps": steps,
-                      "tokens": steps * cfg.train.batch_size * cfg.train.grad_accum_steps * cfg.model.block_size,
+                      "tokens": steps * trainer.tokens_per_step,
                       "train_s": round(train_s, 1), "val_loss": round(val_loss, 4)}))
 
 

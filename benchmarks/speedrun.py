@@ -43,9 +43,8 @@ def child(preset: str, seed: int, overrides: list[str]) -> None:
     trainer.train()
     train_seconds = time.perf_counter() - start - eval_seconds[0]
     val_loss = trainer.evaluator.exact_loss(corpus.val_data)
-    tokens = trainer.step * cfg.train.batch_size * cfg.train.grad_accum_steps * cfg.model.block_size
-    print(json.dumps({"seed": seed, "steps": trainer.step, "tokens": tokens, "train_s": train_seconds,
-                      "val_loss": val_loss}))
+    print(json.dumps({"seed": seed, "steps": trainer.step, "tokens": trainer.step * trainer.tokens_per_step,
+                      "train_s": train_seconds, "val_loss": val_loss}))
 
 
 def run_seed(preset: str, seed: int, overrides: list[str]) -> dict:

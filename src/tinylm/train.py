@@ -92,8 +92,6 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=self.max_iters, initial=self.step, disable=None if self.progress else True,
                    dynamic_ncols=True, leave=False)
-        tokens_per_step = (self.train_loader.batch_size * self.train_loader.block_size
-                           * self.grad_accum_steps * self.dist.world_size)
         clock, clock_step = time.perf_counter(), self.step
         while self.step < self.max_iters:
             if self._should_evaluate() and self.evaluate()["val_loss"] <= self.target_val_loss:
@@ -102,12 +100,18 @@ class Trainer:
             self.step += 1
             bar.update(1)
             if self.step % 10 == 0 and not bar.disable:  # .item() syncs: only when the bar shows it
-                rate = tokens_per_step * (self.step - clock_step) / (time.perf_counter() - clock)
+                rate = self.tokens_per_step * (self.step - clock_step) / (time.perf_counter() - clock)
                 bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
         bar.close()
         self._flush_losses()
         self.save()
         return self.metrics[-1] if self.metrics else {}
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens in one optimizer step's global batch, across every micro-batch and rank."""
+        return (self.train_loader.batch_size * self.train_loader.block_size
+                * self.grad_accum_steps * self.dist.world_size)
 
     def _should_evaluate(self) -> bool:
         at_mark = self.step % self.eval_interval == 0 or self.step == self.max_iters - 1
