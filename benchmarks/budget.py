@@ -19,17 +19,16 @@ import json
 import time
 
 from tinylm.config import load_config
-from tinylm.run import build_trainer, prepare_corpus
+from tinylm.evaluate import exact_loss
+from tinylm.training.run import build_trainer, prepare_corpus
 
 
 def seconds_per_step(preset: str, overrides: list[str], corpus) -> float:
     cfg = load_config(preset=preset, overrides=overrides)
     trainer = build_trainer(cfg, corpus, None, progress=False, log=lambda _: None)
-    for _ in range(2):
-        trainer.train_step()
+    trainer.run_steps(2)
     start = time.perf_counter()
-    for _ in range(4):
-        trainer.train_step()
+    trainer.run_steps(4)
     return (time.perf_counter() - start) / 4
 
 
@@ -50,13 +49,10 @@ def main(argv=None) -> None:
         schedule.append(f"warmdown_iters={int(args.warmdown_frac * steps)}")
     cfg = load_config(preset=args.preset, overrides=args.set + schedule)
     trainer = build_trainer(cfg, corpus, None, progress=False, log=lambda _: None)
-    trainer.model.train()
     start = time.perf_counter()
-    while trainer.step < steps:  # the Trainer's loop without its evaluations
-        trainer.train_step()
-        trainer.step += 1
+    trainer.run_steps(steps)  # the Trainer's loop without its evaluations
     train_s = time.perf_counter() - start
-    val_loss = trainer.evaluator.exact_loss(corpus.val_data)
+    val_loss = exact_loss(trainer.model, corpus.val_data)
     print(json.dumps({"preset": args.preset, "set": args.set, "warmdown_frac": args.warmdown_frac,
                       "step_ms": round(step_s * 1000, 1), "steps": steps,
                       "tokens": steps * trainer.tokens_per_step,

@@ -3,7 +3,7 @@
     python benchmarks/ddp.py                      # cpu-small model on CPU: 1 rank, 2 ranks (same and double global batch)
     python benchmarks/ddp.py --device cuda --nproc 1 2 4 --steps 50
 
-Each worker builds the trainer exactly as ``tinylm train`` does (``tinylm.run.build_trainer``) on
+Each worker builds the trainer exactly as ``tinylm train`` does (``tinylm.training.run.build_trainer``) on
 random tokens (speed does not depend on the text), runs a few warm-up steps, then times ``--steps``
 optimizer steps with ``--threads`` OpenMP threads per rank (1, as torchrun sets for several ranks:
 on a busy machine two threads per process can be many times slower); tokens/s counts the global batch (batch_size x block_size x grad_accum x ranks).
@@ -27,9 +27,9 @@ RESULT_TAG = "DDP_RESULT "
 
 def worker(args: argparse.Namespace) -> None:
     from tinylm.config import load_config
-    from tinylm.distributed import init_from_env
-    from tinylm.run import Corpus, build_trainer
-    from tinylm.tokenizer import CharTokenizer
+    from tinylm.training.distributed import init_from_env
+    from tinylm.training.run import Corpus, build_trainer
+    from tinylm.data.tokenizer import CharTokenizer
 
     cfg = load_config(preset=args.preset, overrides=[f"device={args.device}", f"batch_size={args.batch}",
                                                      "eval_interval=1000000", "dtype=auto"])
@@ -37,13 +37,11 @@ def worker(args: argparse.Namespace) -> None:
     tokenizer = CharTokenizer.from_text("".join(chr(32 + i) for i in range(65)))
     tokens = torch.randint(0, 65, (200_000,), generator=torch.Generator().manual_seed(0))
     trainer = build_trainer(cfg, Corpus(tokenizer, tokens, tokens[:10_000]), None, progress=False, dist=dist)
-    for _ in range(args.warmup):
-        trainer.train_step()
-    trainer._flush_losses()  # a collective: all ranks are past warm-up and in step here
+    trainer.run_steps(args.warmup)
+    trainer.sync_losses()  # a collective: all ranks are past warm-up and in step here
     began = time.perf_counter()
-    for _ in range(args.steps):
-        trainer.train_step()
-    trainer._flush_losses()  # waits for the last step's results
+    trainer.run_steps(args.steps)
+    trainer.sync_losses()  # waits for the last step's results
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - began

@@ -18,8 +18,8 @@ import time
 import torch
 
 from tinylm.device import resolve_device
-from tinylm.generate import generate
-from tinylm.models import TransformerLanguageModel
+from tinylm.sampling import generate
+from tinylm import TransformerLanguageModel
 
 
 def build(positions: str, device: torch.device) -> TransformerLanguageModel:

@@ -32,7 +32,7 @@ import torch
 
 from tinylm.config import RunConfig, load_config
 from tinylm.device import resolve_device
-from tinylm.run import build_trainer, prepare_corpus
+from tinylm.training.run import build_trainer, prepare_corpus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from textbook import TextbookGPT, textbook_step  # noqa: E402  (a sibling file, not a package)

@@ -25,24 +25,16 @@ import time
 def child(preset: str, seed: int, overrides: list[str]) -> None:
     """One run inside this process; prints its numbers as one JSON line."""
     from tinylm.config import load_config
-    from tinylm.run import build_trainer, prepare_corpus
+    from tinylm.evaluate import exact_loss
+    from tinylm.training.run import build_trainer, prepare_corpus
 
     cfg = load_config(preset=preset, overrides=overrides + [f"seed={seed}"])
     corpus = prepare_corpus(cfg)
     trainer = build_trainer(cfg, corpus, None, progress=False, log=lambda _: None)
-    estimate, eval_seconds = trainer.evaluator.estimate, [0.0]
-
-    def timed_estimate():  # count evaluation time so it can be taken out of the training time
-        start = time.perf_counter()
-        result = estimate()
-        eval_seconds[0] += time.perf_counter() - start
-        return result
-
-    trainer.evaluator.estimate = timed_estimate
     start = time.perf_counter()
     trainer.train()
-    train_seconds = time.perf_counter() - start - eval_seconds[0]
-    val_loss = trainer.evaluator.exact_loss(corpus.val_data)
+    train_seconds = time.perf_counter() - start - trainer.eval_seconds  # evaluations are not training
+    val_loss = exact_loss(trainer.model, corpus.val_data)
     print(json.dumps({"seed": seed, "steps": trainer.step, "tokens": trainer.step * trainer.tokens_per_step,
                       "train_s": train_seconds, "val_loss": val_loss}))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinylm.atomic import atomic_write, hold_interrupts
-from tinylm.checkpoint import load_checkpoint, save_checkpoint
+from tinylm.training.rundir import load_checkpoint, save_checkpoint
 
 
 def test_sigint_mid_write_is_raised_after_the_file_is_in_place(tmp_path):

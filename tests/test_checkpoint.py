@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from tinylm.checkpoint import clean_state_dict, load_checkpoint, load_run, save_checkpoint
+from tinylm.training.rundir import clean_state_dict, load_checkpoint, load_run, save_checkpoint
 from tinylm.config import load_config
 from tinylm.errors import CheckpointError
-from tinylm.run import train_run
+from tinylm.training.run import train_run
 
 from conftest import TINY
 

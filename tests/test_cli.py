@@ -120,8 +120,10 @@ def test_prompt_with_unseen_characters(cli, trained_run):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--temperature", "-1"], "--temperature"), (["--top-k", "0"], "--top-k"),
-    (["--top-p", "1.5"], "--top-p"), (["--num-samples", "0"], "--num-samples"),
+    (["--temperature", "-1"], "temperature must be"), (["--temperature", "500"], "temperature must be"),
+    (["--temperature", "nan"], "temperature must be"), (["--temperature", "1e-40"], "temperature must be"),
+    (["--top-k", "0"], "top_k must be"), (["--top-p", "1.5"], "top_p must be"),
+    (["--num-samples", "0"], "num_samples must be"), (["--seed", str(2**64)], "seed must be"),
 ])
 def test_bad_sampling_options(cli, trained_run, args, fragment):
     run_dir, _, _ = trained_run

@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from tinylm import data as data_module
+from tinylm.data import text as data_module
 from tinylm.data import BatchLoader, load_text, read_text, split
 from tinylm.errors import DataError
 

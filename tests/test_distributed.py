@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinylm.checkpoint import load_checkpoint
+from tinylm.training.rundir import load_checkpoint
 from tinylm.cli import main as tinylm_main
 from tinylm.config import load_config
-from tinylm.distributed import strip_nproc, torchrun_command
-from tinylm.run import train_run
+from tinylm.training.distributed import strip_nproc, torchrun_command
+from tinylm.training.run import train_run
 
 from conftest import TINY
 

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from tinylm.generate import filter_logits, sample_next
+from tinylm.sampling import filter_logits, sample_next
 
 
 def kept(logits: torch.Tensor) -> set[int]:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tinylm.checkpoint import load_run
+from tinylm.training.rundir import load_run
 
 from conftest import TINY
 

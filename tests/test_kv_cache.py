@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tinylm.generate import CachedContext, generate
-from tinylm.models import SimpleBigramLanguageModel, TransformerLanguageModel
+from tinylm import SimpleBigramLanguageModel, TransformerLanguageModel
+from tinylm.sampling import generate, next_logits
 
 
 def tiny(**options) -> TransformerLanguageModel:
@@ -66,14 +66,14 @@ def test_rope_cache_is_exact_within_block_and_rolls_beyond():
     cached, plain = (generate(model, start, 15, 0.0, use_cache=use) for use in (True, False))
     assert torch.equal(cached, plain)  # 16 tokens: no window slide yet
     idx = torch.randint(0, 65, (1, 40))
-    context = CachedContext(model, 1)
+    cache = model.new_kv_cache(1)
     for n in range(1, 41):
-        context.logits(idx[:, :n])
-    assert context.cache.start == 24 and context.cache.length == 16
+        next_logits(model, idx[:, :n], cache)
+    assert cache.start == 24 and cache.length == 16
     # Layer 0's rolled keys equal the keys of the window computed afresh at positions 0..15.
     window = model.embed(idx[:, 24:])
     _, fresh_k, fresh_v = model.blocks[0].attn.heads(model.blocks[0].ln1(window))
-    layer = context.cache.layers[0]
+    layer = cache.layers[0]
     torch.testing.assert_close(layer.k[:, :, :16], fresh_k, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(layer.v[:, :, :16], fresh_v, rtol=1e-5, atol=1e-5)
 

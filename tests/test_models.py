@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinylm import BigramLanguageModel, SimpleBigramLanguageModel, TransformerLanguageModel
-from tinylm.generate import generate
+from tinylm.sampling import generate
 
 V = 65
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from conftest import TINY
-from tinylm.checkpoint import load_run
+from tinylm.training.rundir import load_run
 from tinylm.config import load_config
 from tinylm.errors import TinyLMError
-from tinylm.run import train_run
+from tinylm.training.run import train_run
 
 pytest.importorskip("matplotlib")
-from tinylm import plots, probe  # noqa: E402
+from tinylm.inspect import plots, probe  # noqa: E402
 
 VERSE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
          "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 30

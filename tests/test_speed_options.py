@@ -8,11 +8,11 @@ import torch
 
 from tinylm.config import load_config
 from tinylm.errors import ConfigError
-from tinylm.models import TransformerLanguageModel
-from tinylm.models.rope import Rotary
-from tinylm.muon import Muon, orthogonalize
+from tinylm import TransformerLanguageModel
+from tinylm.model.rope import Rotary
+from tinylm.optim.muon import Muon, orthogonalize
 from tinylm.optim import hidden_matrices, make_optimizer
-from tinylm.run import train_run
+from tinylm.training.run import train_run
 
 from conftest import TINY
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tinylm.tokenizer import CharTokenizer, UnknownCharactersError
+from tinylm.data.tokenizer import CharTokenizer, UnknownCharactersError
 
 
 def test_vocabulary_is_sorted_unique_characters():

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from tinylm.checkpoint import load_checkpoint
+from tinylm.training.rundir import load_checkpoint
 from tinylm.config import load_config
-from tinylm.train import LRSchedule
-from tinylm.run import train_run
+from tinylm.optim import LRSchedule
+from tinylm.training.run import train_run
 
 from conftest import TINY
 

@@ -24,11 +24,12 @@ from typing import Any
 
 from tinylm.errors import ConfigError
 
+from tinylm.presets import PRESETS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10
     import tomli as tomllib
-from tinylm.presets import PRESETS
 
 
 @dataclass
@@ -78,7 +79,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for 2-D hidden matrices, AdamW for the rest
     muon_lr: float = 0.02  # Muon's peak lr; the schedule scales it like learning_rate
     muon_momentum: float = 0.95
-    target_val_loss: float = 0.0  # stop early once the val estimate reaches it (0 = never)
+    target_val_loss: float = 0.0  # stop early once the val estimate reaches it (0 = off)
     data: str = ""  # path to a UTF-8 text file; "" means Tiny Shakespeare
     val_fraction: float = 0.1
 
@@ -106,13 +107,18 @@ def _field_types(section: Any) -> dict[str, Any]:
     return typing.get_type_hints(type(section))
 
 
+def known_keys() -> list[str]:
+    """Every config key, sorted."""
+    cfg = RunConfig()
+    return sorted(k for name in SECTIONS for k in _field_types(getattr(cfg, name)))
+
+
 def _section_for(cfg: RunConfig, key: str) -> Any:
     for name in SECTIONS:
         section = getattr(cfg, name)
         if key in _field_types(section):
             return section
-    known = sorted(k for name in SECTIONS for k in _field_types(getattr(cfg, name)))
-    raise ConfigError(f"unknown config key '{key}'; known keys: {', '.join(known)}")
+    raise ConfigError(f"unknown config key '{key}'; known keys: {', '.join(known_keys())}")
 
 
 def _coerce(key: str, value: Any, expected: type) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tinylm.checkpoint import load_run
+from tinylm.training.rundir import load_run
 
 TINY_RUN = ["--set", "n_layer=2", "--set", "n_embed=32", "--set", "n_heads=2", "--set", "block_size=16",
             "--set", "batch_size=8", "--set", "eval_iters=2", "--set", "threads=1", "--device", "cpu"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylm.atomic import atomic_write_text
+from tinylm.training.rundir import CHECKPOINT_NAME
 from tinylm.cloud.job import RemoteJob, check_name
 from tinylm.cloud.runpod_provider import DEFAULT_GPU, DEFAULT_IMAGE, CloudError, RunPodProvider
 from tinylm.cloud.ssh import ProjectKeys, SSHTarget, probe
@@ -191,7 +192,7 @@ def launch(target: Target, state: CloudState, cfg: RunConfig, opts: LaunchOption
     """Sync the project, data and config (a file), install tinylm, start the run detached."""
     name = check_name(opts.name or f"{opts.label}-{time.strftime('%Y%m%d-%H%M%S')}")
     local_out = Path(opts.out or Path("runs") / name)
-    if (local_out / "ckpt.pt").exists():
+    if (local_out / CHECKPOINT_NAME).exists():
         raise TinyLMError(f"{local_out} already holds a run; choose another --name or --out")
     python = opts.remote_python or os.environ.get(REMOTE_PYTHON_ENV) or state.target.get("remote_python")
     job = RemoteJob(target, name, python, sample_chars=opts.sample_chars, nproc=int(state.target.get("gpus", 1)))

@@ -1,6 +1,7 @@
 """Optimizers for a run configuration.
 
     optimizer = make_optimizer(model, cfg.train)
+    schedule = LRSchedule(3e-3, kind="cosine", decay_iters=5000)   # see tinylm.optim.schedule
 
 AdamW, with weight decay on matrices only (embeddings and Linear weights), never on biases and
 LayerNorm gains: decaying those towards zero only hurts. The fused kernel runs on CUDA and CPU.
@@ -16,7 +17,8 @@ from __future__ import annotations
 import torch
 
 from tinylm.config import TrainConfig
-from tinylm.muon import CombinedOptimizer, Muon
+from tinylm.optim.muon import CombinedOptimizer, Muon
+from tinylm.optim.schedule import LRSchedule
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -51,7 +53,6 @@ def fused_adamw(groups: list[dict], cfg: TrainConfig, device_type: str) -> torch
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
     hidden = hidden_matrices(model) if cfg.optimizer == "muon" else []
     hidden_ids = {id(p) for p in hidden}
-    rest = [p for p in model.parameters() if id(p) not in hidden_ids]
     groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden_ids]}
               for g in parameter_groups(model, cfg.weight_decay)]
     adamw = fused_adamw([g for g in groups if g["params"]], cfg, next(model.parameters()).device.type)
@@ -59,4 +60,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
         return adamw
     muon = Muon([{"params": hidden, "lr_scale": cfg.muon_lr / cfg.learning_rate}], lr=cfg.muon_lr,
                 momentum=cfg.muon_momentum, weight_decay=cfg.weight_decay)
-    return CombinedOptimizer(adamw, muon) if rest else muon
+    return CombinedOptimizer(adamw, muon)  # embeddings and the head always stay with AdamW
+
+
+__all__ = ["CombinedOptimizer", "LRSchedule", "Muon", "hidden_matrices", "make_optimizer"]

@@ -1,6 +1,6 @@
 """A GPT-style decoder-only transformer, readable top to bottom.
 
-    model = TransformerLanguageModel(vocab_size=65, n_embed=64, block_size=16, n_layer=1, n_heads=4)
+    model = GPT(ModelConfig(n_embed=64, block_size=16, n_layer=1, n_heads=4), vocab_size=65)
     logits, loss = model(x, y)     # x, y: (B, T) -> logits (B, T, V), scalar loss
 
 Token embedding + position embedding -> ``n_layer`` x [LayerNorm -> causal multi-head
@@ -11,14 +11,12 @@ Options of ``ModelConfig`` that make small GPTs learn faster, all off by default
 position embeddings instead of the position table), ``qk_norm``, ``mlp_activation="relu2"``,
 ``zero_init_proj`` and ``tie_weights``.
 
-``BigramLanguageModel`` is the teaching notebook's name for this class; it is kept as an alias
-(with the notebook's PyTorch-default init) so the notebook runs unchanged, but the model is a
-transformer, not a bigram model.
+The notebook's names for this class (``TransformerLanguageModel``, ``BigramLanguageModel``) live in
+``tinylm.compat``; they add the notebook's constructor and ``generate`` method.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -26,9 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinylm.config import ModelConfig
-from tinylm.generate import generate
-from tinylm.models.kv_cache import KVCache, LayerKV, cached_attention
-from tinylm.models.rope import Rotary
+from tinylm.model.kv_cache import KVCache, LayerKV, cached_attention
+from tinylm.model.rope import Rotary
 
 
 def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -51,6 +48,9 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.qk_norm = cfg.qk_norm
         self.rotary = Rotary(cfg.n_embed // cfg.n_heads, cfg.block_size) if cfg.rope else None
+        # The explicit formula (causal_attention_weights) and PyTorch's fused kernel compute the same
+        # thing; tests check they agree. The kernel is faster and saves memory, so it is the default.
+        self.use_sdpa = True
 
     def heads(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Project (B, T, C) into queries, keys and values, each (B, H, T, hs).
@@ -74,21 +74,31 @@ class CausalSelfAttention(nn.Module):
             y = cached_attention(q, *cache.append(k, v))  # (B, H, T, hs)
             return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
         q, k, v = self.heads(x)  # (B, H, T, hs)
-        # Fused kernel (flash attention on GPUs): softmax(q k^T / sqrt(hs) + causal mask) v.
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )  # (B, H, T, hs)
+        dropout = self.dropout if self.training else 0.0
+        if self.use_sdpa:  # the same formula in one fused kernel (flash attention on GPUs)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)  # (B, H, T, hs)
+        else:
+            weights = causal_attention_weights(q, k)  # (B, H, T, T)
+            y = F.dropout(weights, dropout, self.training) @ v  # (B, H, T, T) @ (B, H, T, hs) -> (B, H, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.resid_dropout(self.proj(y))
 
     @torch.no_grad()
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, H, T, T) attention matrix that forward() applies, spelled out for inspection."""
+        """The (B, H, T, T) attention matrix that forward() applies to the values."""
         q, k, _ = self.heads(x)
-        T = x.size(1)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, T)
-        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+        return causal_attention_weights(q, k)
+
+
+def causal_attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs)) with the future masked out: q, k (B, H, T, hs) -> (B, H, T, T).
+
+    Row t says how much position t takes from each position <= t; each row sums to 1.
+    """
+    T = q.size(-2)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, T)
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)  # True above the diagonal
+    return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
 
 
 class MLP(nn.Module):
@@ -120,20 +130,19 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))  # (B, T, C)
 
 
-class TransformerLanguageModel(nn.Module):
-    def __init__(self, vocab_size: int, n_embed: int = 64, block_size: int = 16, n_layer: int = 1,
-                 n_heads: int = 4, dropout: float = 0.0, **options):
+class GPT(nn.Module):
+    """Token (+ position) embeddings -> n_layer Blocks -> LayerNorm -> linear head over the vocabulary."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
-        cfg = ModelConfig(kind="transformer", block_size=block_size, n_embed=n_embed, n_heads=n_heads,
-                          n_layer=n_layer, dropout=dropout, **options)
-        self.config, self.vocab_size, self.block_size = cfg, vocab_size, block_size
-        self.token_embedding = nn.Embedding(vocab_size, n_embed)
+        self.config, self.vocab_size, self.block_size = cfg, vocab_size, cfg.block_size
+        self.token_embedding = nn.Embedding(vocab_size, cfg.n_embed)
         # With rope, positions enter through rotated queries and keys instead of this table.
-        self.position_embedding = None if cfg.rope else nn.Embedding(block_size, n_embed)
-        self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embed, bias=cfg.bias)
-        self.head = nn.Linear(n_embed, vocab_size, bias=False)
+        self.position_embedding = None if cfg.rope else nn.Embedding(cfg.block_size, cfg.n_embed)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embed, bias=cfg.bias)
+        self.head = nn.Linear(cfg.n_embed, vocab_size, bias=False)
         if cfg.init == "gpt2":
             self._init_gpt2()
         if cfg.zero_init_proj:  # each block starts as the identity: the residual stream passes through
@@ -142,11 +151,6 @@ class TransformerLanguageModel(nn.Module):
                     nn.init.zeros_(p)
         if cfg.tie_weights:
             self.head.weight = self.token_embedding.weight  # (V, C), one matrix for both
-
-    @classmethod
-    def from_config(cls, cfg: ModelConfig, vocab_size: int) -> "TransformerLanguageModel":
-        fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "kind"}
-        return cls(vocab_size, **fields)
 
     def _init_gpt2(self) -> None:
         # Small N(0, 0.02) weights make every logit ~0 at step 0, so the loss starts near ln(V).
@@ -185,21 +189,6 @@ class TransformerLanguageModel(nn.Module):
     def new_kv_cache(self, batch_size: int) -> KVCache:
         """An empty key/value cache for ``batch_size`` sequences of up to block_size positions."""
         cfg, weight = self.config, self.head.weight
+        rotary = self.blocks[0].attn.rotary  # every layer has the same table; None without rope
         return KVCache(cfg.n_layer, batch_size, cfg.n_heads, self.block_size, cfg.n_embed // cfg.n_heads,
-                       weight.device, weight.dtype)
-
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
-        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
-
-
-class BigramLanguageModel(TransformerLanguageModel):
-    """The notebook's name for the transformer, kept so the notebook runs unchanged.
-
-    Identical to ``TransformerLanguageModel`` except that it keeps PyTorch's default weight init,
-    as the notebook's model did (``init="pytorch"``), so the notebook's numbers come out the same.
-    """
-
-    def __init__(self, vocab_size: int, n_embed: int = 64, block_size: int = 16, n_layer: int = 1,
-                 n_heads: int = 4, dropout: float = 0.0, **options):
-        options.setdefault("init", "pytorch")
-        super().__init__(vocab_size, n_embed, block_size, n_layer, n_heads, dropout, **options)
+                       weight.device, weight.dtype, rotary=rotary)

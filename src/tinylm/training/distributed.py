@@ -26,7 +26,9 @@ from typing import Any, Callable
 
 import torch
 
+from tinylm.device import resolve_device
 from tinylm.errors import TinyLMError
+from tinylm.training.rundir import RunDir
 
 TIMEOUT_ENV = "TINYLM_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
@@ -109,8 +111,6 @@ def timeout_seconds() -> float:
 
 def _rank_device(device_name: str, local_rank: int) -> torch.device:
     """This rank's device: GPU ``local_rank`` when CUDA is used, else the CPU."""
-    from tinylm.device import resolve_device
-
     device = resolve_device(device_name)
     if device.type == "mps":
         raise TinyLMError("DDP does not run on MPS; use --device cpu (gloo) or a CUDA machine (NCCL)")
@@ -175,14 +175,12 @@ def launch(nproc: int, argv: list[str], run_dir: Path, resume: bool = False) -> 
     The caller has checked the config and device; a new run's directory is checked here, so these
     user errors get one line before any process starts.
     """
-    from tinylm.run import refuse_existing_run
-
     if nproc < 1:
         raise TinyLMError(f"--nproc must be >= 1, got {nproc}")
     if launched_by_torchrun():
         raise TinyLMError("--nproc starts torchrun itself; under torchrun leave --nproc out")
     if not resume:
-        refuse_existing_run(run_dir)
+        RunDir(run_dir).refuse_existing()
     code = subprocess.run(torchrun_command(nproc, argv)).returncode
     if code != 0:
         print(f"tinylm: error: distributed training failed (torchrun exit code {code}; the failing rank is "

@@ -1,4 +1,4 @@
-"""``tinylm plot`` and ``tinylm viz``: the pictures of ``tinylm.plots`` from the command line.
+"""``tinylm plot`` and ``tinylm viz``: the pictures of ``tinylm.inspect.plots`` from the command line.
 
     tinylm plot runs/bigram runs/attention-1 --out curves.png     # train/val perplexity of runs
     tinylm viz bigram --run runs/bigram --out bigram.png           # the 65x65 next-character table
@@ -31,14 +31,14 @@ def _saved(out: str, draw) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from tinylm.plots import plot_runs
+    from tinylm.inspect.plots import plot_runs
 
     return _saved(args.out, lambda: plot_runs(args.run_dirs, args.out))
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from tinylm import plots
-    from tinylm.checkpoint import load_run
+    from tinylm.inspect import plots
+    from tinylm.training.rundir import load_run
 
     model, tokenizer, _, _ = load_run(args.run, "cpu")
     draw = {

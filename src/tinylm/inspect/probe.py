@@ -1,4 +1,4 @@
-"""Look inside a trained model: the numbers behind the pictures in ``tinylm.plots``.
+"""Look inside a trained model: the numbers behind the pictures in ``tinylm.inspect.plots``.
 
     metrics = run_metrics("runs/bigram")                  # one dict per evaluation
     probs = bigram_probabilities(model)                   # (V, V): row i = P(next char | char i)
@@ -7,39 +7,34 @@
     points = embedding_pca(model)                         # (V, 2) character embeddings in 2-D
 
 Plain torch, no matplotlib. A picture that does not fit the model (attention on the bigram model)
-or a prompt with characters the model never saw raises ``TinyLMError``.
+or a prompt with characters the model never saw raises ``TinyLMError``. The next-character
+distribution is ``tinylm.sampling.next_token_probabilities``, the same numbers the playground shows.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tinylm.checkpoint import checkpoint_path, load_checkpoint, unwrap
+from tinylm.data import CharTokenizer
 from tinylm.errors import TinyLMError
-from tinylm.models import SimpleBigramLanguageModel, TransformerLanguageModel
-from tinylm.tokenizer import CharTokenizer
-from tinylm.train import METRICS_NAME
+from tinylm.model import GPT, BigramModel, eval_mode
+from tinylm.sampling import next_token_probabilities
+from tinylm.training.rundir import RunDir, unwrap
 
 
 def run_metrics(run_dir: str | Path) -> list[dict]:
     """The evaluations of a run: ``metrics.jsonl`` if present, else the checkpoint's copy."""
-    run_dir = Path(run_dir)
-    path = run_dir / METRICS_NAME
-    if path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    return list(load_checkpoint(checkpoint_path(run_dir))["metrics"])
+    return RunDir(run_dir).read_metrics()
 
 
 def _require(model: nn.Module, kind: type, picture: str) -> nn.Module:
     model = unwrap(model)
     if not isinstance(model, kind):
-        wanted = "the bigram model" if kind is SimpleBigramLanguageModel else "a transformer"
+        wanted = "the bigram model" if kind is BigramModel else "a transformer"
         raise TinyLMError(f"the {picture} picture needs {wanted}, but this run holds a "
                           f"{type(model).__name__}; pick a run of the right kind")
     return model
@@ -57,7 +52,7 @@ def encode_prompt(model: nn.Module, tokenizer: CharTokenizer, prompt: str) -> to
 @torch.no_grad()
 def bigram_probabilities(model: nn.Module) -> torch.Tensor:
     """(V, V) table: row i is the learned distribution of the character after character i."""
-    model = _require(model, SimpleBigramLanguageModel, "bigram")
+    model = _require(model, BigramModel, "bigram")
     return F.softmax(model.token_embedding_table.weight.float(), dim=-1).cpu()
 
 
@@ -67,39 +62,31 @@ def attention_maps(model: nn.Module, tokenizer: CharTokenizer, prompt: str) -> t
 
     Row t of a head's matrix says how much position t takes from each position <= t.
     """
-    model = _require(model, TransformerLanguageModel, "attention")
+    model = _require(model, GPT, "attention")
     idx = encode_prompt(model, tokenizer, prompt)  # (1, T)
-    was_training = model.training
-    model.eval()  # no dropout: the weights the model uses when it writes
-    x = model.embed(idx)  # (1, T, C)
     layers = []
-    for block in model.blocks:
-        layers.append(block.attn.attention_weights(block.ln1(x))[0])  # (H, T, T)
-        x = block(x)  # the next layer attends over this layer's output
-    model.train(was_training)
+    with eval_mode(model):  # no dropout: the weights the model uses when it writes
+        x = model.embed(idx)  # (1, T, C)
+        for block in model.blocks:
+            layers.append(block.attn.attention_weights(block.ln1(x))[0])  # (H, T, T)
+            x = block(x)  # the next layer attends over this layer's output
     return torch.stack(layers).float().cpu()  # (L, H, T, T)
 
 
-@torch.no_grad()
 def next_char_distribution(model: nn.Module, tokenizer: CharTokenizer, prompt: str,
                            k: int = 15) -> list[tuple[str, float]]:
     """The ``k`` most likely next characters after the prompt, with their probabilities."""
-    idx = encode_prompt(model, tokenizer, prompt)
-    was_training = model.training
-    model.eval()
-    logits, _ = model(idx)  # (1, T, V)
-    model.train(was_training)
-    probs = F.softmax(logits[0, -1].float(), dim=-1)  # (V,)
-    top = torch.topk(probs, min(k, probs.numel()))
-    return [(tokenizer.decode([i]), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
+    if not prompt:
+        raise TinyLMError("the prompt is empty; give one with --prompt, e.g. --prompt 'ROMEO:'")
+    return next_token_probabilities(unwrap(model), tokenizer, prompt, k)
 
 
 def embedding_table(model: nn.Module) -> torch.Tensor:
     """(V, C) one learned vector per character (the bigram model's vectors are its table rows)."""
     model = unwrap(model)
-    if isinstance(model, SimpleBigramLanguageModel):
+    if isinstance(model, BigramModel):
         return model.token_embedding_table.weight
-    return _require(model, TransformerLanguageModel, "embeddings").token_embedding.weight
+    return _require(model, GPT, "embeddings").token_embedding.weight
 
 
 @torch.no_grad()

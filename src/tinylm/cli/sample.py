@@ -16,14 +16,23 @@ from pathlib import Path
 import torch
 
 from tinylm.errors import TinyLMError
-from tinylm.textgen import Sampling, sample_texts, stream_chars
+from tinylm.sampling import SamplingOptions, check_num_samples, check_seed, sample_texts, stream_text
 
 HELP = ("type a prompt and press Enter to continue it (an empty line starts from nothing); commands: "
         "/temp T, /top-k K, /top-p P (0 turns top-k/top-p off), /len N, /help, /quit (or Ctrl-D)")
 
 
-def extend_sample_parser(sample: argparse.ArgumentParser) -> None:
-    """Add the streaming and interactive options to ``tinylm sample`` and take over its handler."""
+def register(subparsers) -> None:
+    sample = subparsers.add_parser("sample", help="generate text from a trained run", description="Generate text.")
+    sample.add_argument("--run", required=True, metavar="DIR", help="a run directory with a checkpoint")
+    sample.add_argument("--prompt", default="", help="text to continue (default: empty context)")
+    sample.add_argument("--max-new-tokens", type=int, default=500, metavar="N")
+    sample.add_argument("--temperature", type=float, default=1.0, metavar="T", help="0 means greedy")
+    sample.add_argument("--top-k", type=int, metavar="K")
+    sample.add_argument("--top-p", type=float, metavar="P")
+    sample.add_argument("--num-samples", type=int, default=1, metavar="N")
+    sample.add_argument("--seed", type=int, default=1337)
+    sample.add_argument("--device", default="auto")
     sample.add_argument("--prompt-file", metavar="FILE", help="read the prompt from a UTF-8 file")
     sample.add_argument("--stream", action="store_true", help="print characters as they are produced")
     sample.add_argument("--stop", metavar="STRING", help="end a sample after it generates STRING")
@@ -45,11 +54,12 @@ def read_prompt(args: argparse.Namespace) -> str:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tinylm.checkpoint import load_run
-    from tinylm.cli import _check_sample_args
     from tinylm.device import resolve_device
+    from tinylm.training.rundir import load_run
 
-    _check_sample_args(args)
+    sampling = SamplingOptions(args.max_new_tokens, args.temperature, args.top_k, args.top_p).validate()
+    check_num_samples(args.num_samples)
+    check_seed(args.seed)
     if args.stop == "":
         raise TinyLMError("--stop needs a non-empty STRING")
     if args.stream and args.num_samples > 1:
@@ -57,7 +67,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     prompt = read_prompt(args)
     model, tokenizer, _, _ = load_run(args.run, resolve_device(args.device))
     tokenizer.encode(prompt)  # unseen characters fail here, before anything is printed
-    sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     torch.manual_seed(args.seed)
     if args.interactive:
         return interactive_loop(model, tokenizer, sampling, args.stop)
@@ -69,14 +78,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_stream(model, tokenizer, prompt: str, sampling: Sampling, stop: str | None) -> None:
+def print_stream(model, tokenizer, prompt: str, sampling: SamplingOptions, stop: str | None) -> None:
     print(prompt, end="", flush=True)
-    for ch in stream_chars(model, tokenizer, prompt, sampling, stop):
+    for ch in stream_text(model, tokenizer, prompt, sampling, stop):
         print(ch, end="", flush=True)
     print()
 
 
-def apply_command(line: str, sampling: Sampling) -> str:
+def apply_command(line: str, sampling: SamplingOptions) -> str:
     """Change ``sampling`` as a /command asks; return the message to show."""
     name, _, value = line.partition(" ")
     fields = {"/temp": ("temperature", float), "/top-k": ("top_k", int), "/top-p": ("top_p", float),
@@ -93,14 +102,14 @@ def apply_command(line: str, sampling: Sampling) -> str:
     old = getattr(sampling, field)
     setattr(sampling, field, None if field in ("top_k", "top_p") and number == 0 else number)
     try:
-        sampling.check()
+        sampling.validate()
     except TinyLMError as exc:
         setattr(sampling, field, old)
         return f"not changed: {exc}"
     return f"{field} = {getattr(sampling, field)}"
 
 
-def interactive_loop(model, tokenizer, sampling: Sampling, stop: str | None) -> int:
+def interactive_loop(model, tokenizer, sampling: SamplingOptions, stop: str | None) -> int:
     """Read prompts from stdin until /quit or end of input; stream each continuation."""
     print(f"tinylm interactive: {HELP}", flush=True)
     while True:

@@ -1,111 +1,118 @@
-"""The training loop, as in the notebook, plus what a long run needs.
+"""The training loop, as in the notebook; everything else a run needs plugs in as a callback.
 
     trainer = Trainer(model, optimizer, train_loader, evaluator, max_iters=4001, eval_interval=500)
     final = trainer.train()   # prints "step 0: perplexity: 112.3, val perplexity: 113.0" every eval
 
-Keyword options: ``lr_schedule`` (an ``LRSchedule``), ``grad_clip``, ``run_dir`` (checkpoint,
-``metrics.jsonl``), ``resume``, ``target_val_loss`` (stop early), ``progress`` (tqdm bar).
-At every evaluation the run directory gets a checkpoint with everything needed to continue
-bit-for-bit: model, optimizer, step, RNG states, metrics.
+The Trainer owns the loop: learning-rate schedule, gradient accumulation (and DDP's gradient sync),
+clipping, evaluations at ``eval_interval``, and the loop state (step, RNG, metrics) that makes a
+resumed run bit-identical to an unbroken one. The rest are ``Callback``s: ``ProgressBar``,
+``StopAtValLoss``, and ``SaveCheckpoints`` in ``tinylm.training.run``. ``run_steps(n)`` trains n steps
+without evaluating (benchmarks time it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm import tqdm
 
-from tinylm.atomic import atomic_write_text
-from tinylm.checkpoint import CHECKPOINT_NAME, clean_state_dict, load_checkpoint, save_checkpoint, unwrap
 from tinylm.data import BatchLoader
 from tinylm.device import autocast, model_device
-from tinylm.distributed import DistContext
-from tinylm.evaluate import Evaluator
-
-METRICS_NAME = "metrics.jsonl"
+from tinylm.training.distributed import DistContext
+from tinylm.training.rundir import clean_state_dict, unwrap
 
 
-@dataclass
-class LRSchedule:
-    """Linear warmup, then constant, cosine decay or linear warmdown to ``min_lr``.
+class Callback:
+    """Hooks the Trainer calls; override the ones you need."""
 
-    With ``warmdown_iters`` > 0 the peak holds and the decay (linear or cosine) takes only the last
-    ``warmdown_iters`` steps before ``decay_iters``: warmup-stable-decay.
-    """
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
 
-    learning_rate: float
-    kind: str = "constant"
-    warmup_iters: int = 0
-    decay_iters: int = 0
-    min_lr: float = 0.0
-    warmdown_iters: int = 0
+    def on_step(self, trainer: "Trainer", loss: torch.Tensor) -> None:
+        """After each optimizer step; ``loss`` is this rank's mean loss, detached, still on the device."""
 
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_iters:
-            return self.learning_rate * (step + 1) / self.warmup_iters
-        if self.kind == "constant":
-            return self.learning_rate
-        decay_start = self.decay_iters - self.warmdown_iters if self.warmdown_iters else self.warmup_iters
-        progress = min(1.0, max(0, step - decay_start) / max(1, self.decay_iters - decay_start))
-        if self.kind == "cosine":
-            weight = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
-        else:
-            weight = 1.0 - progress
-        return self.min_lr + weight * (self.learning_rate - self.min_lr)
+    def on_eval(self, trainer: "Trainer", result: dict[str, float]) -> None: ...
+
+    def should_stop(self, trainer: "Trainer", result: dict[str, float]) -> bool:
+        return False
+
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+class ProgressBar(Callback):
+    """A tqdm bar with the loss and tokens/s; ``.item()`` syncs the device, so only every 10 steps."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None:
+        self.bar = tqdm(total=trainer.max_iters, initial=trainer.step, disable=None, dynamic_ncols=True, leave=False)
+        self.clock, self.clock_step = time.perf_counter(), trainer.step
+
+    def on_step(self, trainer: "Trainer", loss: torch.Tensor) -> None:
+        self.bar.update(1)
+        if trainer.step % 10 == 0 and not self.bar.disable:
+            rate = trainer.tokens_per_step * (trainer.step - self.clock_step) / (time.perf_counter() - self.clock)
+            self.bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
+
+    def on_train_end(self, trainer: "Trainer") -> None:
+        self.bar.close()
+
+
+class StopAtValLoss(Callback):
+    """Stop once the val estimate reaches ``target`` (0 or less means never)."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def should_stop(self, trainer: "Trainer", result: dict[str, float]) -> bool:
+        return self.target > 0 and result["val_loss"] <= self.target
 
 
 class Trainer:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: BatchLoader,
-                 evaluator: Evaluator, max_iters: int, eval_interval: int, *,
+                 evaluator, max_iters: int, eval_interval: int, *,
                  lr_schedule: Callable[[int], float] | None = None, grad_clip: float = 0.0,
-                 run_dir: str | Path | None = None, resume: bool = False, target_val_loss: float = 0.0,
-                 checkpoint_extras: dict[str, Any] | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None, dtype: str = "auto",
-                 grad_accum_steps: int = 1, dist: DistContext | None = None):
-        self.model, self.optimizer, self.evaluator = model, optimizer, evaluator
+                 grad_accum_steps: int = 1, dtype: str = "auto", dist: DistContext | None = None,
+                 callbacks: Sequence[Callback] | None = None, log: Callable[[str], None] | None = None):
+        self.model, self.optimizer, self.evaluator = model, optimizer, evaluator  # evaluator: .estimate()
         self.device = model_device(model)
         self.train_loader = train_loader.to(self.device)
         self.max_iters, self.eval_interval = max_iters, eval_interval
-        self.lr_schedule, self.grad_clip, self.target_val_loss = lr_schedule, grad_clip, target_val_loss
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.checkpoint_extras = checkpoint_extras or {}  # config and tokenizer, saved with the weights
-        self.progress, self.dtype = progress, dtype
+        self.lr_schedule, self.grad_clip, self.dtype = lr_schedule, grad_clip, dtype
         self.grad_accum_steps = grad_accum_steps  # micro-batches per optimizer step, on each rank
         self.dist = dist or DistContext()  # rank 0 of 1 unless launched by torchrun
+        self.callbacks = list(callbacks) if callbacks is not None else [ProgressBar()]
         self.log = log or tqdm.write
         self.step, self.last_eval_step = 0, -1
         self.metrics: list[dict[str, float]] = []
         self.train_losses: list[float] = []  # one per step, filled in at each evaluation
+        self.eval_seconds = 0.0  # time spent in evaluations, for benchmarks that leave it out
         self._pending_losses: list[torch.Tensor] = []  # kept on the device until then: no sync per step
-        if resume:
-            self.load(self.run_dir / CHECKPOINT_NAME)
 
     def train(self) -> dict[str, float]:
-        """Run until ``max_iters`` (or the target val loss); return the last evaluation."""
+        """Run until ``max_iters`` (or a callback stops it); return the last evaluation."""
         self.model.train()
-        bar = tqdm(total=self.max_iters, initial=self.step, disable=None if self.progress else True,
-                   dynamic_ncols=True, leave=False)
-        clock, clock_step = time.perf_counter(), self.step
+        for callback in self.callbacks:
+            callback.on_train_begin(self)
         while self.step < self.max_iters:
-            if self._should_evaluate() and self.evaluate()["val_loss"] <= self.target_val_loss:
-                break
+            if self._should_evaluate():
+                result = self.evaluate()
+                if any(callback.should_stop(self, result) for callback in self.callbacks):
+                    break
+            self.run_steps(1)
+        self.sync_losses()
+        for callback in self.callbacks:
+            callback.on_train_end(self)
+        return self.metrics[-1] if self.metrics else {}
+
+    def run_steps(self, n: int) -> None:
+        """Train ``n`` optimizer steps, with no evaluation."""
+        self.model.train()
+        for _ in range(n):
             loss = self.train_step()
             self.step += 1
-            bar.update(1)
-            if self.step % 10 == 0 and not bar.disable:  # .item() syncs: only when the bar shows it
-                rate = self.tokens_per_step * (self.step - clock_step) / (time.perf_counter() - clock)
-                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
-        bar.close()
-        self._flush_losses()
-        self.save()
-        return self.metrics[-1] if self.metrics else {}
+            for callback in self.callbacks:
+                callback.on_step(self, loss)
 
     @property
     def tokens_per_step(self) -> int:
@@ -118,6 +125,7 @@ class Trainer:
         return at_mark and self.step != self.last_eval_step
 
     def train_step(self) -> torch.Tensor:
+        """One optimizer step (without advancing ``step``); returns the mean loss, detached."""
         if self.lr_schedule is not None:
             lr = self.lr_schedule(self.step)
             for group in self.optimizer.param_groups:
@@ -146,47 +154,39 @@ class Trainer:
             total += loss.detach()
         return total
 
-    def _flush_losses(self) -> None:
+    def sync_losses(self) -> None:
+        """Move the steps' losses to ``train_losses`` (global-batch means: a collective under DDP)."""
         if self._pending_losses:
-            losses = self.dist.all_reduce_mean(torch.stack(self._pending_losses).float())  # global-batch means
+            losses = self.dist.all_reduce_mean(torch.stack(self._pending_losses).float())
             self.train_losses.extend(losses.tolist())
             self._pending_losses.clear()
 
     def evaluate(self) -> dict[str, float]:
-        self._flush_losses()
+        self.sync_losses()
+        began = time.perf_counter()
         result = {"step": self.step, **self.evaluator.estimate(),
                   "lr": self.optimizer.param_groups[0]["lr"], "time": time.time()}
+        self.eval_seconds += time.perf_counter() - began
         self.metrics.append(result)
         self.last_eval_step = self.step
         self.log(f"step {self.step}: perplexity: {result['train_perplexity']:.1f}, "
                  f"val perplexity: {result['val_perplexity']:.1f}")
-        self.save()
+        for callback in self.callbacks:
+            callback.on_eval(self, result)
         return result
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to continue bit-for-bit: weights, optimizer, step, RNG states, metrics."""
         rng = {"torch": torch.get_rng_state(), "loader": self.train_loader.state_dict()["generator"]}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.dist.world_size > 1:  # each rank's own dropout RNG (the loader's is the same on all)
             rng["ranks"] = self.dist.all_gather_object({k: rng[k] for k in ("torch", "cuda") if k in rng})
-        return {**self.checkpoint_extras, "model": unwrap(self.model).state_dict(),
-                "optimizer": self.optimizer.state_dict(), "step": self.step,
-                "last_eval_step": self.last_eval_step, "rng": rng, "metrics": self.metrics,
+        return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "step": self.step, "last_eval_step": self.last_eval_step, "rng": rng, "metrics": self.metrics,
                 "train_losses": self.train_losses}
 
-    def save(self) -> None:
-        """Checkpoint, then the metrics file; both atomic, so an interruption loses nothing whole."""
-        if self.run_dir is None:
-            return
-        state = self.state()  # a collective under DDP: every rank gets here
-        if not self.dist.is_main():
-            return
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
-        lines = "".join(json.dumps(m) + "\n" for m in self.metrics)
-        atomic_write_text(self.run_dir / METRICS_NAME, lines)
-
-    def load(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         unwrap(self.model).load_state_dict(clean_state_dict(ckpt["model"]))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.last_eval_step = ckpt["step"], ckpt["last_eval_step"]

@@ -108,7 +108,7 @@ def _down_after_train(state, ctx: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tinylm.cli import config_from_args
+    from tinylm.cli.common import config_from_args
     from tinylm.cloud.job import ConnectionDropped, check_name
     from tinylm.cloud.session import CloudState, state_dir
 
@@ -188,7 +188,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_export_sky(args: argparse.Namespace) -> int:
     import time
 
-    from tinylm.cli import config_from_args
+    from tinylm.cli.common import config_from_args
     from tinylm.cloud.job import check_name
     from tinylm.cloud.sky import write_sky_task
 
@@ -201,7 +201,7 @@ def cmd_export_sky(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from tinylm.cli import add_config_arguments
+    from tinylm.cli.common import add_config_arguments
 
     cloud = subparsers.add_parser("cloud", help="train on a RunPod GPU pod or any SSH machine",
                                   description="Train on a rented GPU (RunPod) or any SSH machine.")

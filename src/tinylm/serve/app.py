@@ -11,10 +11,7 @@ Bad requests (unseen characters, out-of-range parameters, too many tokens, wrong
 with ``{"error": "..."}``. Binds 127.0.0.1 unless ``--host`` says otherwise.
 """
 
-import argparse
 import json
-import os
-import socket
 from importlib import resources
 from typing import Iterator, Optional
 
@@ -22,42 +19,14 @@ import torch
 
 from tinylm.device import model_device
 from tinylm.errors import TinyLMError
-from tinylm.textgen import Sampling, next_char_probabilities, sample_texts, stream_chars
+from tinylm.sampling import SamplingOptions, check_seed, next_token_probabilities, sample_texts, stream_text
 
 MAX_NEW_TOKENS = 2000  # per request: keeps one request from holding the server for minutes
 MAX_PROMPT_CHARS = 10_000
 
 
-def register(subparsers) -> None:
-    serve = subparsers.add_parser("serve", help="playground web page and JSON API for a run",
-                                  description="Serve a playground page and a JSON API (needs tinylm[serve]).")
-    serve.add_argument("--run", required=True, metavar="DIR", help="a run directory with a checkpoint")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--device", default="auto")
-    serve.set_defaults(handler=cmd_serve)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        raise TinyLMError("tinylm serve needs FastAPI and uvicorn: pip install 'tinylm[serve]'") from None
-    if not 0 <= args.port <= 65535:
-        raise TinyLMError(f"--port must be in 0..65535, got {args.port}")
-    try:  # fail with one line, before loading the model, if the port is taken
-        with socket.create_server((args.host, args.port)):
-            pass
-    except OSError as exc:
-        raise TinyLMError(f"cannot listen on {args.host}:{args.port} ({os.strerror(exc.errno or 0)}); pick another --port") from None
-    app = create_app(args.run, args.device)
-    print(f"tinylm playground on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
-
-
 def playground_html() -> str:
-    return resources.files("tinylm").joinpath("static/playground.html").read_text(encoding="utf-8")
+    return resources.files("tinylm.serve").joinpath("static/playground.html").read_text(encoding="utf-8")
 
 
 def check_text(tokenizer, text: str, name: str) -> None:
@@ -75,9 +44,12 @@ def sse(event: str, payload: dict) -> str:
 
 def request_models():
     """The JSON bodies of the two POST endpoints (pydantic comes with the serve extra)."""
-    from pydantic import BaseModel
+    from pydantic import BaseModel, ConfigDict
 
-    class GenerateRequest(BaseModel):
+    class Strict(BaseModel):  # unknown fields are named in the 400, and "5" is not a number
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+    class GenerateRequest(Strict):
         prompt: str = ""
         max_new_tokens: int = 200
         temperature: float = 1.0
@@ -87,7 +59,7 @@ def request_models():
         seed: Optional[int] = None
         stream: bool = False
 
-    class NextCharRequest(BaseModel):
+    class NextCharRequest(Strict):
         text: str = ""
         k: int = 15
         temperature: float = 1.0
@@ -99,6 +71,11 @@ def add_error_handlers(app) -> None:
     """User errors and malformed JSON become HTTP 400 with ``{"error": "one line"}``."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_, exc: HTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(TinyLMError)
     async def user_error(_, exc: TinyLMError):
@@ -108,7 +85,8 @@ def add_error_handlers(app) -> None:
     async def bad_json(_, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return JSONResponse({"error": f"bad request: {where or 'body'}: {first.get('msg', 'invalid')}"}, status_code=400)
+        message = "unknown field" if first.get("type") == "extra_forbidden" else first.get("msg", "invalid")
+        return JSONResponse({"error": f"bad request: {where or 'body'}: {message}"}, status_code=400)
 
 
 def create_app(run_dir: str, device_name: str = "auto"):
@@ -116,8 +94,8 @@ def create_app(run_dir: str, device_name: str = "auto"):
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, StreamingResponse
 
-    from tinylm.checkpoint import load_run
     from tinylm.device import resolve_device
+    from tinylm.training.rundir import load_run
 
     model, tokenizer, _, _ = load_run(run_dir, resolve_device(device_name))
     GenerateRequest, NextCharRequest = request_models()
@@ -145,7 +123,7 @@ def create_app(run_dir: str, device_name: str = "auto"):
     @app.post("/api/next-char")
     def next_char(req: NextCharRequest) -> dict:
         check_next_char(req, tokenizer)
-        top = next_char_probabilities(model, tokenizer, req.text, req.k, req.temperature)
+        top = next_token_probabilities(model, tokenizer, req.text, req.k, req.temperature)
         return {"text": req.text, "probs": [{"char": ch, "p": p} for ch, p in top]}
 
     return app
@@ -155,27 +133,27 @@ def check_next_char(req, tokenizer) -> None:
     check_text(tokenizer, req.text, "text")
     if not 1 <= req.k <= tokenizer.vocab_size:
         raise TinyLMError(f"k must be in 1..{tokenizer.vocab_size} (the vocabulary size), got {req.k}")
-    if not 0 < req.temperature <= 100:
-        raise TinyLMError(f"temperature must be in (0, 100], got {req.temperature}")
+    if req.temperature == 0:
+        raise TinyLMError("temperature must be > 0 for a distribution (0 means greedy when sampling)")
+    SamplingOptions(temperature=req.temperature).validate()
 
 
-def prepare_generation(req, tokenizer, model) -> tuple[Sampling, Optional[torch.Generator]]:
+def prepare_generation(req, tokenizer, model) -> tuple[SamplingOptions, Optional[torch.Generator]]:
     """Validate a /api/generate request (TinyLMError -> 400); its Sampling and seeded generator."""
     check_text(tokenizer, req.prompt, "prompt")
-    sampling = Sampling(req.max_new_tokens, req.temperature, req.top_k, req.top_p)
-    sampling.check(max_tokens=MAX_NEW_TOKENS)
+    sampling = SamplingOptions(req.max_new_tokens, req.temperature, req.top_k, req.top_p).validate(MAX_NEW_TOKENS)
     if req.stop == "":
         raise TinyLMError("stop must be a non-empty string or null")
     generator = None
     if req.seed is not None:
-        generator = torch.Generator(device=model_device(model)).manual_seed(req.seed)
+        generator = torch.Generator(device=model_device(model)).manual_seed(check_seed(req.seed))
     return sampling, generator
 
 
-def stream_events(model, tokenizer, prompt: str, sampling: Sampling, stop, generator) -> Iterator[str]:
+def stream_events(model, tokenizer, prompt: str, sampling: SamplingOptions, stop, generator) -> Iterator[str]:
     """``char`` events, one per generated character, then one ``done`` event with the whole text."""
     text = ""
-    for ch in stream_chars(model, tokenizer, prompt, sampling, stop, generator):
+    for ch in stream_text(model, tokenizer, prompt, sampling, stop, generator):
         text += ch
         yield sse("char", {"char": ch})
     yield sse("done", {"text": text})

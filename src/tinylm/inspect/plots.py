@@ -10,7 +10,7 @@
 Every function returns a ``matplotlib.figure.Figure`` and, given ``out``, saves it as a PNG of
 ``figsize * dpi`` pixels. Figures are made without pyplot, so no global backend is touched, and
 matplotlib is imported only when a picture is drawn (``pip install tinylm[plot]``).
-The numbers come from ``tinylm.probe``; the CLI is ``tinylm plot`` / ``tinylm viz``.
+The numbers come from ``tinylm.inspect.probe``; the CLI is ``tinylm plot`` / ``tinylm viz``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Mapping, Sequence
 from torch import nn
 
 from tinylm.errors import TinyLMError
-from tinylm.probe import (attention_maps, bigram_probabilities, char_label, embedding_pca,
+from tinylm.inspect.probe import (attention_maps, bigram_probabilities, char_label, embedding_pca,
                           next_char_distribution, run_metrics)
-from tinylm.tokenizer import CharTokenizer
+from tinylm.data.tokenizer import CharTokenizer
 
 DPI = 100
 

@@ -3,7 +3,7 @@
 Its whole knowledge is a (V, V) table whose row ``i`` holds the logits of the character that
 follows character ``i``. Training fills the table with (log) bigram counts, more or less.
 
-    model = SimpleBigramLanguageModel(vocab_size=65, block_size=16)
+    model = BigramModel(vocab_size=65, block_size=16)
     logits, loss = model(x, y)     # x, y: (B, T) -> logits (B, T, V), scalar loss
 """
 
@@ -13,14 +13,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tinylm.generate import generate
 
-
-class SimpleBigramLanguageModel(nn.Module):
+class BigramModel(nn.Module):
     def __init__(self, vocab_size: int, block_size: int = 16):
         super().__init__()
         self.vocab_size = vocab_size
-        self.block_size = block_size  # only used to crop the context in generate()
+        self.block_size = block_size  # only used to crop the context when generating
         # nn.Embedding's default N(0, 1) init, as in the lecture: step-0 perplexity is ~110, not 65.
         self.token_embedding_table = nn.Embedding(vocab_size, vocab_size)
 
@@ -31,6 +29,3 @@ class SimpleBigramLanguageModel(nn.Module):
             B, T, V = logits.shape
             loss = F.cross_entropy(logits.view(B * T, V), targets.reshape(B * T))
         return logits, loss
-
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
-        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)

@@ -8,18 +8,22 @@ Without a cache, generating token t re-runs the whole context (up to block_size 
 every layer. With it, a step runs one token through the layers; its query attends to the stored
 keys and values of all earlier positions, which never change while the context only grows.
 
-Past ``block_size``: the model sees the last ``block_size`` characters, as in the notebook. With a
-learned position table the window's positions all shift by one every step, so every stored key
-and value is stale; ``CachedContext`` (in ``tinylm.generate``) then refills the cache from the
-window (one full forward, like the uncached path) to stay exact. Within ``block_size`` every step
-is a single-token step. With rotary embeddings keys depend on position only through a rotation,
-so the cache can instead roll: ``LayerKV.drop_oldest`` shifts the kept keys back in position.
+Past ``block_size``: the model sees the last ``block_size`` characters, as in the notebook, and
+``KVCache.slide_to(start)`` moves the cached window to begin at token ``start``. With a learned
+position table the window's positions all shift by one every step, so every stored key and value
+is stale: the cache empties and the caller refills it from the window (one full forward, exact, as
+costly as the uncached step). With rotary embeddings keys depend on position only through a
+rotation, so the cache rolls instead: the oldest positions are dropped and the kept keys rotated
+back, which keeps steps cheap; deeper layers then still carry information from dropped tokens, so
+past block_size a rope model's output may differ slightly from the uncached loop.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
+
+from tinylm.model.rope import Rotary, apply_rotary
 
 
 class LayerKV:
@@ -42,12 +46,13 @@ class LayerKV:
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
-    def drop_oldest(self, n: int, unrotate=None) -> None:
-        """Forget the n oldest positions; ``unrotate(k, n)`` moves rotary keys n positions back."""
+    def drop_oldest(self, n: int, rotary: Rotary | None = None) -> None:
+        """Forget the n oldest positions; with rotary embeddings, rotate the kept keys n positions back."""
         kept = self.length - n
-        keys = self.k[:, :, n:self.length]
-        if unrotate is not None:
-            keys = unrotate(keys, n)
+        keys = self.k[:, :, n:self.length]  # (B, H, kept, hs)
+        if rotary is not None:
+            cos, sin = rotary.cos[n:n + 1], rotary.sin[n:n + 1]  # (1, hs/2): the angle of n positions
+            keys = apply_rotary(keys, cos, -sin)  # rotation by -n positions
         self.k[:, :, :kept] = keys.clone()
         self.v[:, :, :kept] = self.v[:, :, n:self.length].clone()
         self.length = kept
@@ -57,9 +62,10 @@ class KVCache:
     """Per-layer caches plus ``start``: where the cached window begins in the whole sequence."""
 
     def __init__(self, n_layer: int, batch_size: int, n_heads: int, max_len: int, head_size: int,
-                 device: torch.device, dtype: torch.dtype = torch.float32):
+                 device: torch.device, dtype: torch.dtype = torch.float32, rotary: Rotary | None = None):
         self.layers = [LayerKV(batch_size, n_heads, max_len, head_size, device, dtype) for _ in range(n_layer)]
         self.max_len = max_len
+        self.rotary = rotary  # set for rope models: the window can roll instead of being refilled
         self.start = 0
 
     @property
@@ -69,6 +75,18 @@ class KVCache:
     def reset(self, start: int = 0) -> None:
         for layer in self.layers:
             layer.length = 0
+        self.start = start
+
+    def slide_to(self, start: int) -> None:
+        """Make the cached window begin at token ``start``: roll (rope) or empty it (learned positions)."""
+        shift = start - self.start
+        if shift == 0:
+            return
+        if self.rotary is None or not 0 < shift < self.length:
+            self.reset(start)
+            return
+        for layer in self.layers:
+            layer.drop_oldest(shift, self.rotary)
         self.start = start
 
 

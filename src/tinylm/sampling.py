@@ -1,0 +1,202 @@
+"""Autoregressive sampling: pick the next token, append it, repeat. The one owner of sampling rules.
+
+    options = SamplingOptions(max_new_tokens=200, temperature=0.8, top_k=10)
+    options.validate()                                  # every caller checks with the same rules
+    out = generate(model, torch.zeros((1, 1), dtype=torch.long), 100, top_k=10)   # (1, 101) ids
+    for text in stream_text(model, tok, "ROMEO:", options, stop="\\n\\n"):
+        print(text, end="", flush=True)
+    top = next_token_probabilities(model, tok, "ROMEO", k=15)   # [(token text, probability), ...]
+
+``temperature`` divides the logits (0 means greedy argmax); ``top_k`` keeps the k most likely
+tokens; ``top_p`` keeps the smallest set whose probabilities add up to at least p. An empty prompt
+starts from token 0, the notebook's empty context, which is not part of the returned text.
+
+Models with ``new_kv_cache`` (the transformer) generate through a key/value cache by default
+(``use_cache=True``): the same tokens as the notebook's loop, much faster (``tinylm.model.kv_cache``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch.nn import functional as F
+
+from tinylm.device import model_device
+from tinylm.errors import TinyLMError
+from tinylm.model import eval_mode
+
+MAX_TEMPERATURE = 100.0
+MIN_TEMPERATURE = 1e-3  # below this, float32 logits / T overflow; use 0 for greedy
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class SamplingOptions:
+    """How to pick each next token; ``validate`` holds the rules for the CLI, ``-i`` and the server."""
+
+    max_new_tokens: int = 500
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def validate(self, max_tokens: int | None = None) -> "SamplingOptions":
+        """Raise TinyLMError naming the first out-of-range value; return self."""
+        limit = "" if max_tokens is None else f" and <= {max_tokens}"
+        _require_int("max_new_tokens", self.max_new_tokens)
+        if self.max_new_tokens < 0 or (max_tokens is not None and self.max_new_tokens > max_tokens):
+            raise TinyLMError(f"max_new_tokens must be >= 0{limit}, got {self.max_new_tokens}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not (
+                t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
+            raise TinyLMError(f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], "
+                              f"got {t!r}")
+        if self.top_k is not None and (_require_int("top_k", self.top_k) or self.top_k < 1):
+            raise TinyLMError(f"top_k must be >= 1, got {self.top_k}")
+        p = self.top_p
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1):
+            raise TinyLMError(f"top_p must be in (0, 1], got {p!r}")
+        return self
+
+
+def _require_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TinyLMError(f"{name} must be an integer, got {value!r}")
+
+
+def check_seed(seed) -> int:
+    """A seed torch accepts: an integer in [0, 2**63 - 1]."""
+    _require_int("seed", seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise TinyLMError(f"seed must be in [0, 2**63 - 1], got {seed}")
+    return seed
+
+
+def check_num_samples(num_samples) -> int:
+    _require_int("num_samples", num_samples)
+    if num_samples < 1:
+        raise TinyLMError(f"num_samples must be >= 1, got {num_samples}")
+    return num_samples
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Set the logits of tokens outside the top-k / top-p set to -inf. ``logits`` is (B, V)."""
+    if top_k is not None and top_k < logits.size(-1):
+        kth_best = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+        probs = F.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens ranked above it already reach top_p; the best always stays.
+        mass_before = torch.cumsum(probs, dim=-1) - probs
+        drop_sorted = mass_before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token id per row from the last-position logits (B, V); returns (B, 1)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = filter_logits(logits.float() / temperature, top_k, top_p)
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+def supports_cache(model: torch.nn.Module) -> bool:
+    return hasattr(model, "new_kv_cache")
+
+
+def next_logits(model: torch.nn.Module, idx: torch.Tensor, cache=None) -> torch.Tensor:
+    """Logits (B, V) of the token after ``idx`` (B, N), as the model sees its last block_size tokens.
+
+    With a cache, ``idx`` must extend the sequence of the previous call: only the tokens the cache
+    has not seen run through the model.
+    """
+    start = max(0, idx.size(1) - model.block_size)  # the window: idx[:, start:]
+    if cache is None:  # the notebook's loop: rerun the whole window
+        return model(idx[:, start:])[0][:, -1, :]
+    cache.slide_to(start)
+    fresh = idx[:, cache.start + cache.length:]  # (B, T_new): tokens not yet in the cache
+    return model(fresh, cache=cache)[0][:, -1, :]
+
+
+@torch.no_grad()
+def stream(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
+           use_cache: bool = True) -> Iterator[torch.Tensor]:
+    """Yield each new token (B, 1) of the continuation of ``idx`` (B, T) as soon as it is sampled."""
+    with eval_mode(model):
+        cache = model.new_kv_cache(idx.size(0)) if use_cache and supports_cache(model) else None
+        for _ in range(max_new_tokens):
+            next_id = sample_next(next_logits(model, idx, cache), temperature, top_k, top_p, generator)  # (B, 1)
+            idx = torch.cat((idx, next_id), dim=1)  # (B, T+1)
+            yield next_id
+
+
+def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None,
+             generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+    """Extend ``idx`` (B, T) by ``max_new_tokens``, feeding at most ``block_size`` tokens back in."""
+    new = list(stream(model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache))
+    return torch.cat([idx, *new], dim=1)  # (B, T + max_new_tokens)
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """The prompt's token ids, or [0] (the notebook's empty context) for an empty prompt."""
+    return tokenizer.encode(prompt) if prompt else [0]
+
+
+def _token_stream(model, tokenizer, prompt: str, options: SamplingOptions, num_samples: int,
+                  generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    ids = prompt_ids(tokenizer, prompt)
+    idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=model_device(model))  # (N, T)
+    return stream(model, idx, options.max_new_tokens, options.temperature, options.top_k, options.top_p,
+                  generator)
+
+
+def stream_text(model: torch.nn.Module, tokenizer, prompt: str, options: SamplingOptions,
+                stop: str | None = None, generator: torch.Generator | None = None) -> Iterator[str]:
+    """Yield the continuation of ``prompt`` one token's text at a time; end once it ends with ``stop``."""
+    text = ""
+    with contextlib.closing(_token_stream(model, tokenizer, prompt, options, 1, generator)) as tokens:
+        for next_id in tokens:  # (1, 1)
+            piece = tokenizer.decode([next_id.item()])
+            yield piece
+            text += piece
+            if stop and text.endswith(stop):
+                return
+
+
+def sample_texts(model: torch.nn.Module, tokenizer, prompt: str, options: SamplingOptions,
+                 num_samples: int = 1, stop: str | None = None,
+                 generator: torch.Generator | None = None) -> list[str]:
+    """``num_samples`` continuations sampled as ONE batch, each cut after its first ``stop``."""
+    texts, done = [""] * num_samples, [False] * num_samples
+    with contextlib.closing(_token_stream(model, tokenizer, prompt, options, num_samples, generator)) as tokens:
+        for next_id in tokens:  # (N, 1)
+            for row, token in enumerate(next_id[:, 0].tolist()):
+                if not done[row]:
+                    texts[row] += tokenizer.decode([token])
+                    done[row] = bool(stop) and texts[row].endswith(stop)
+            if all(done):
+                break
+    return texts
+
+
+@torch.no_grad()
+def next_token_probabilities(model: torch.nn.Module, tokenizer, text: str, k: int = 15,
+                             temperature: float = 1.0) -> list[tuple[str, float]]:
+    """The k most likely next tokens after ``text`` (its last block_size tokens), with probabilities."""
+    ids = prompt_ids(tokenizer, text)[-model.block_size:]
+    idx = torch.tensor([ids], dtype=torch.long, device=model_device(model))  # (1, T)
+    with eval_mode(model):
+        logits = model(idx)[0][0, -1].float()  # (V,)
+    probs = F.softmax(logits / temperature, dim=-1)
+    top = torch.topk(probs, min(k, probs.numel()))
+    return [(tokenizer.decode([i]), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
