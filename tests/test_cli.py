@@ -128,3 +128,28 @@ def test_prompt_with_unseen_characters(cli, trained_run):
 def test_bad_sampling_options(cli, trained_run, args, fragment):
     run_dir, _, _ = trained_run
     assert_user_error(cli("sample", "--run", str(run_dir), *args), fragment)
+
+
+def test_version_and_a_mistyped_config_key_get_one_line(cli):
+    from tinylm import __version__
+
+    done = cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"tinylm {__version__}"
+    done = cli("train", "--max-iters", "100")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--set max_iters=VALUE" in lines[0], done.stderr
+    done = cli("sample", "--bogus")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_pictures_refuse_a_missing_directory_and_follow_the_suffix(cli, trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    missing = tmp_path / "nonexistent" / "x.png"
+    assert_user_error(cli("viz", "embeddings", "--run", str(run_dir), "--out", str(missing)), "does not exist")
+    assert not missing.parent.exists()
+    assert_user_error(cli("plot", str(run_dir), "--out", str(tmp_path / "c.gif")), ".png")
+    jpg = tmp_path / "c.jpg"
+    done = cli("plot", str(run_dir), "--out", str(jpg))
+    assert done.returncode == 0, done.stderr
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, not PNG bytes under a .jpg name

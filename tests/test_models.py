@@ -97,3 +97,15 @@ def test_seeded_generation_is_repeatable():
     runs = [generate(model, torch.zeros((1, 1), dtype=torch.long), 30,
                      generator=torch.Generator().manual_seed(5)) for _ in range(2)]
     assert torch.equal(*runs)
+
+
+def test_explicit_attention_formula_equals_the_fused_kernel():
+    torch.manual_seed(0)
+    for options in ({}, {"rope": True, "qk_norm": True}):
+        model = TransformerLanguageModel(65, n_embed=32, block_size=16, n_layer=2, n_heads=4, **options).eval()
+        idx = torch.randint(0, 65, (3, 16))
+        fused, _ = model(idx)
+        for block in model.blocks:
+            block.attn.use_sdpa = False  # the formula a reader follows: softmax(q k^T / sqrt(hs) + mask) v
+        explicit, _ = model(idx)
+        torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-5)

@@ -77,3 +77,12 @@ GOLDEN_TRAIN_LOSSES = [3.5002, 3.428, 3.3204, 3.258, 3.2087, 3.1738, 3.0993, 3.0
 def test_golden_loss_curve(small_text):
     result = train_run(tiny_config(small_text, "max_iters=10", "dropout=0.0"), None, **QUIET)
     assert result.trainer.train_losses == pytest.approx(GOLDEN_TRAIN_LOSSES, abs=2e-4)
+
+
+def test_schedule_refuses_a_misspelled_kind_and_settings_it_would_ignore():
+    from tinylm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cosine"):
+        LRSchedule(1e-3, "cosin")
+    with pytest.raises(ConfigError, match="do nothing"):
+        LRSchedule(1e-3, decay_iters=100)

@@ -18,6 +18,7 @@ from tinylm.errors import TinyLMError
 
 PICTURES = ("bigram", "attention", "next-char", "embeddings")
 DEFAULT_PROMPT = "ROMEO:"
+OUT_HELP = "where to save the picture (.png, .jpg, .svg or .pdf; the directory must exist)"
 
 
 def _saved(out: str, draw) -> int:
@@ -31,8 +32,9 @@ def _saved(out: str, draw) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from tinylm.inspect.plots import plot_runs
+    from tinylm.inspect.plots import picture_format, plot_runs
 
+    picture_format(args.out)  # a bad --out fails before any work
     return _saved(args.out, lambda: plot_runs(args.run_dirs, args.out))
 
 
@@ -40,6 +42,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     from tinylm.inspect import plots
     from tinylm.training.rundir import load_run
 
+    plots.picture_format(args.out)  # a bad --out fails before the model is loaded
     model, tokenizer, _, _ = load_run(args.run, "cpu")
     draw = {
         "bigram": lambda: plots.plot_bigram(model, tokenizer, args.out),
@@ -54,7 +57,7 @@ def register(subparsers) -> None:
     plot = subparsers.add_parser("plot", help="train/val perplexity curves of one or more runs",
                                  description="Draw the train and val perplexity of runs on one chart.")
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
-    plot.add_argument("--out", required=True, metavar="FILE.png", help="where to save the PNG")
+    plot.add_argument("--out", required=True, metavar="FILE.png", help=OUT_HELP)
     plot.set_defaults(handler=cmd_plot)
 
     viz = subparsers.add_parser("viz", help="a picture of what a trained model learned",
@@ -67,5 +70,5 @@ def register(subparsers) -> None:
     viz.add_argument("--prompt", default=DEFAULT_PROMPT,
                      help=f"text for attention and next-char (default: {DEFAULT_PROMPT!r})")
     viz.add_argument("--top-k", type=int, default=15, metavar="K", help="bars in next-char (default: 15)")
-    viz.add_argument("--out", required=True, metavar="FILE.png", help="where to save the PNG")
+    viz.add_argument("--out", required=True, metavar="FILE.png", help=OUT_HELP)
     viz.set_defaults(handler=cmd_viz)

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 
 from torch import nn
 
+from tinylm.atomic import atomic_write
 from tinylm.errors import TinyLMError
 from tinylm.inspect.probe import (attention_maps, bigram_probabilities, char_label, embedding_pca,
                           next_char_distribution, run_metrics)
@@ -40,12 +41,25 @@ def new_figure(width: float, height: float):
     return fig
 
 
+FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".svg": "svg", ".pdf": "pdf"}
+
+
+def picture_format(out: str | Path) -> str:
+    """The file format ``out``'s suffix asks for; refuses an unknown suffix or a missing directory."""
+    out = Path(out)
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise TinyLMError(f"cannot tell the picture format of {out}; end the name in {', '.join(FORMATS)}")
+    if not out.parent.is_dir():
+        raise TinyLMError(f"directory {out.parent} does not exist; create it or choose another --out path")
+    return fmt
+
+
 def save(fig, out: str | Path | None, dpi: int = DPI):
-    """Write the figure as a PNG of exactly ``figsize * dpi`` pixels (no tight cropping)."""
+    """Write the figure (format from the suffix) of exactly ``figsize * dpi`` pixels, atomically."""
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=dpi, format="png")
+        fmt = picture_format(out)
+        atomic_write(out, lambda f: fig.savefig(f, dpi=dpi, format=fmt))
     return fig
 
 

@@ -1,0 +1,62 @@
+"""``exact_loss`` is the number in every results table: it must equal the plain per-token definition."""
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from tinylm import TransformerLanguageModel
+from tinylm.data import BatchLoader
+from tinylm.evaluate import Evaluator, estimate_loss, exact_loss
+
+
+def naive_exact_loss(model, data: torch.Tensor, block_size: int) -> float:
+    """Token i+1 scored from the up-to-block_size tokens of its own window, one forward per token.
+
+    Windows are the consecutive blocks [0, T), [T, 2T), ...; a token in the last, partial block
+    is scored with the window of the last T tokens before it (the full window ending at the split's end).
+    """
+    n_targets, total = len(data) - 1, 0.0
+    full = (n_targets // block_size) * block_size
+    with torch.no_grad():
+        for i in range(n_targets):
+            if i < full:
+                start = (i // block_size) * block_size
+            else:
+                start = n_targets - block_size
+            context = data[start:i + 1][None]  # (1, t) the model sees only its window's tokens so far
+            logits, _ = model(context)
+            total += F.cross_entropy(logits[0, -1:], data[i + 1:i + 2]).item()
+    return total / n_targets
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return TransformerLanguageModel(11, n_embed=16, block_size=8, n_layer=2, n_heads=2, init="pytorch").eval()
+
+
+def test_exact_loss_equals_a_per_token_loop_including_the_last_partial_window():
+    model = tiny_model()
+    data = torch.randint(0, 11, (8 * 5 + 4,), generator=torch.Generator().manual_seed(1))  # 43 targets: 5 windows + 3
+    assert (len(data) - 1) % 8 != 0
+    expected = naive_exact_loss(model, data, 8)
+    assert math.isclose(exact_loss(model, data, batch_size=3), expected, rel_tol=1e-5)
+
+
+def test_exact_loss_of_a_split_that_fills_whole_windows():
+    model = tiny_model()
+    data = torch.randint(0, 11, (8 * 4 + 1,), generator=torch.Generator().manual_seed(2))
+    assert math.isclose(exact_loss(model, data), naive_exact_loss(model, data, 8), rel_tol=1e-5)
+
+
+def test_estimates_repeat_and_leave_the_training_batches_alone():
+    model = tiny_model().train()
+    data = torch.randint(0, 11, (500,), generator=torch.Generator().manual_seed(3))
+    loader = BatchLoader(data, block_size=8, batch_size=4)
+    before = loader.state_dict()["generator"].clone()
+    first = estimate_loss(model, {"val": loader}, eval_iters=3)
+    assert estimate_loss(model, {"val": loader}, eval_iters=3) == first
+    assert torch.equal(loader.state_dict()["generator"], before)
+    assert model.training  # eval mode was restored
+    result = Evaluator(model, loader, loader, eval_iters=3).estimate()
+    assert math.isclose(result["val_perplexity"], math.exp(result["val_loss"]))
