@@ -63,7 +63,7 @@ class RunDir:
     def require_checkpoint(self) -> Path:
         if not self.path.is_dir():
             raise CheckpointError(f"run directory not found: {self.path}; "
-                                  f"train one with `tinylm train --out {self.path}`")
+                                  f"train one with `tinylm train --preset PRESET --out {self.path}`")
         if not self.checkpoint.is_file():
             raise CheckpointError(f"no checkpoint in {self.path} (expected {self.checkpoint}); "
                                   "is this a tinylm run directory?")
