@@ -9,7 +9,8 @@ applies it on top of the defaults, and ``--set key=value`` can still change any 
 _NOTEBOOK = {"batch_size": 32, "block_size": 16, "learning_rate": 3e-3, "weight_decay": 0.01,
              "eval_interval": 500, "init": "pytorch"}
 
-# nanoGPT's config/train_shakespeare_char.py, field for field.
+# nanoGPT's config/train_shakespeare_char.py: its hyperparameters, key for key. (nanoGPT's model also
+# ties the token embedding to the head; here that is `tie_weights`, left off as in the notebook.)
 _NANOGPT_CHAR = {
     "init": "gpt2", "n_layer": 6, "n_heads": 6, "n_embed": 384, "block_size": 256, "batch_size": 64,
     "dropout": 0.2, "learning_rate": 1e-3, "lr_schedule": "cosine", "min_lr": 1e-4,
