@@ -25,13 +25,13 @@ def register(subparsers) -> None:
     comp.add_argument("file", metavar="FILE")
     comp.add_argument("--run", required=True, metavar="DIR")
     comp.add_argument("-o", "--output", metavar="FILE", help=f"default: FILE{SUFFIX}")
-    comp.add_argument("--segment", type=int, default=8192, metavar="N",
-                      help="characters per segment; segments are coded side by side (default 8192)")
+    comp.add_argument("--segment", type=int, default=4096, metavar="N",
+                      help="characters per segment; segments are coded side by side (default 4096)")
     comp.add_argument("--adapt", action="store_true", help="dynamic evaluation: SGD on the text already coded")
     comp.add_argument("--adapt-steps", type=int, default=1, metavar="N", help="SGD steps per update (default 1)")
     comp.add_argument("--adapt-every", type=int, default=0, metavar="N",
                       help="characters per segment between updates (default: the model's block_size)")
-    comp.add_argument("--adapt-lr", type=float, default=0.03, metavar="LR", help="SGD learning rate (default 0.03)")
+    comp.add_argument("--adapt-lr", type=float, default=0.1, metavar="LR", help="SGD learning rate (default 0.1)")
     _add_common(comp)
     comp.set_defaults(handler=cmd_compress)
     dec = subparsers.add_parser("decompress", help="restore a file made by `tinylm compress`",

@@ -1,7 +1,7 @@
 """Perplexity is compression: a language model drives a range coder (``tinylm compress``).
 
     from tinylm.compress import Adapt, compress_bytes, decompress_bytes
-    blob = compress_bytes(data, model, tokenizer, adapt=Adapt(steps=1, every=64, lr=0.03))
+    blob = compress_bytes(data, model, tokenizer, adapt=Adapt(steps=1, every=64, lr=0.1))
     assert decompress_bytes(blob, model, tokenizer) == data
 
 ``coder`` (the encoder/decoder loops), ``lockstep`` (the model side both run identically: KV cache,

@@ -1,6 +1,6 @@
 """Compress and decompress bytes with a language model driving ``constriction``'s range coder.
 
-    blob = compress_bytes(data, model, tokenizer, segment=8192, adapt=None)
+    blob = compress_bytes(data, model, tokenizer, segment=4096, adapt=None)
     data = decompress_bytes(blob, model, tokenizer)   # CompressError for another model or a damaged file
 
 A symbol the model gives probability p costs -log2 p bits, so the payload is the model's loss on the
@@ -61,7 +61,7 @@ def _session(model: torch.nn.Module, header: Header, rows: int, length: int) -> 
     return Lockstep(model, rows, length, adapt)
 
 
-def compress_bytes(data: bytes, model: torch.nn.Module, tokenizer, segment: int = 8192,
+def compress_bytes(data: bytes, model: torch.nn.Module, tokenizer, segment: int = 4096,
                    adapt: Adapt | None = None, progress: bool = False) -> bytes:
     """The .tlm file of ``data``: header + range-coded symbols (or + ``data`` itself if that is smaller)."""
     chars, symbols = to_symbols(data, tokenizer)
