@@ -94,7 +94,7 @@ def table(title: str, rows: list[tuple]) -> str:
     def fmt(x, spec):
         return "" if x is None else format(x, spec)
 
-    lines = [f"### {title}", "", "| coder | bits/char alone | bits/char given train | KB/s encode | KB/s decode |",
+    lines = ["", f"### {title}", "", "| coder | bits/char alone | bits/char given train | KB/s encode | KB/s decode |",
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {n} | {fmt(a, '.3f')} | {fmt(c, '.3f')} | {fmt(e, '.1f')} | {fmt(d, '.1f')} |"
               for n, a, c, e, d in rows]
