@@ -76,3 +76,13 @@ def test_speedrun_prints_each_seed_and_the_median(shakespeare):
     seed_row = next(line for line in out.splitlines() if line.startswith("| 1 |"))
     assert seed_row.split("|")[2].strip() == "3"  # steps
     assert any(line.startswith("| median |") for line in out.splitlines())
+
+
+def test_compress_trains_then_prints_both_tables(small_text, tmp_path):
+    sets = [arg for item in TINY + ["max_iters=10", "eval_interval=10", f"data={small_text}"]
+            for arg in ("--set", item)]
+    second = tmp_path / "second.txt"
+    second.write_text("Not Shakespeare: λ ☃ and some code = [1, 2].\n" * 5, encoding="utf-8")
+    out = run_script("compress.py", "--out", str(tmp_path / "run"), *sets, "--second", str(second))
+    assert "| tinylm |" in out and "| model's exact val loss |" in out and "second.txt" in out
+    assert out.count("| tinylm --adapt") == 2
