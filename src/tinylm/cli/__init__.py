@@ -17,7 +17,7 @@ import sys
 
 from tinylm.errors import TinyLMError
 
-COMMAND_MODULES = ["train", "sample", "eval", "plot", "serve", "cloud"]
+COMMAND_MODULES = ["train", "sample", "eval", "plot", "serve", "cloud", "export"]
 
 
 class OneLineParser(argparse.ArgumentParser):
