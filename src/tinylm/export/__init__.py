@@ -17,8 +17,8 @@ import contextlib
 import importlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tinylm.errors import TinyLMError
 from tinylm.training.rundir import load_run
