@@ -59,6 +59,7 @@ def test_unknown_tracker_and_missing_package_are_one_line(small_text, tmp_path, 
                  "--quiet", *[a for kv in TINY for a in ("--set", kv)], "--set", "max_iters=2"])
     err = capsys.readouterr().err
     assert code == 2 and "pip install -e '.[track]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()  # refused before the run directory is made
 
 
 TRACKIO_READ = """

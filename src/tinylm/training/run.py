@@ -26,7 +26,7 @@ from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
 from tinylm.training.distributed import DistContext, wrap_model
 from tinylm.training.rundir import RunDir
-from tinylm.training.tracking import tracking_for
+from tinylm.training.tracking import require_trackers, tracking_for
 from tinylm.training.trainer import Callback, ProgressBar, StopAtValLoss, Trainer
 
 
@@ -139,6 +139,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     Under torchrun pass ``dist`` (``tinylm.training.distributed.init_from_env()``): rank 0 writes the run dir.
     """
     dist = dist or DistContext()
+    require_trackers(cfg)
     tokenizer = None
     if resume:
         tokenizer = CharTokenizer.from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])

@@ -36,6 +36,12 @@ def require(name: str):
         raise TinyLMError(f"track={name} needs the {PACKAGES[name]} package; install it with {INSTALL}") from None
 
 
+def require_trackers(cfg: RunConfig) -> None:
+    """Fail, in one line, on a tracker whose package is missing: before the run directory is made."""
+    for name in tracker_names(cfg.train.track):
+        require(name)
+
+
 def flat_config(cfg: RunConfig) -> dict:
     return {f"{section}.{key}": value for section, keys in cfg.to_dict().items() for key, value in keys.items()}
 
