@@ -152,7 +152,8 @@ def test_an_existing_out_needs_force(tmp_path, capsys):
     code, _, err = tinylm(capsys, *args)
     assert code == 2 and "--force" in err and (tmp_path / "out" / "old.txt").exists()
     assert tinylm(capsys, *args, "--force")[0] == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["config.json", "model.safetensors", "tokenizer.json"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     code, _, err = tinylm(capsys, "export", "--run", str(tmp_path / "run"), "--format", "onnx",
                           "--out", str(tmp_path), "--force")

@@ -93,7 +93,8 @@ def _curve(run_dir: Path) -> str | None:
 
 
 def _what(cfg: RunConfig, preset: str | None) -> list[str]:
-    lines = ["## What was trained", "", f"Preset: `{preset or 'none (defaults)'}`; config keys that differ from it:", ""]
+    name = preset or "none (defaults)"
+    lines = ["## What was trained", "", f"Preset: `{name}`; config keys that differ from it:", ""]
     return lines + ([f"- `{key}`: {old!r} -> {new!r}" for key, old, new in config_diff(cfg, preset)] or ["- none"])
 
 

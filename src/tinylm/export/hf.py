@@ -98,7 +98,8 @@ def neox_state_dict(sd: dict, m: ModelConfig) -> dict[str, torch.Tensor]:
         out[h + "attention.query_key_value.weight"] = qkv.view(3, H, C // H, C).transpose(0, 1).reshape(3 * C, C)
         out[h + "attention.dense.weight"] = sd[t + "attn.proj.weight"]
         if m.bias:
-            out[h + "attention.query_key_value.bias"] = sd[t + "attn.qkv.bias"].view(3, H, -1).transpose(0, 1).reshape(-1)
+            qkv_bias = sd[t + "attn.qkv.bias"]  # (3C,)
+            out[h + "attention.query_key_value.bias"] = qkv_bias.view(3, H, C // H).transpose(0, 1).reshape(3 * C)
             out[h + "attention.dense.bias"] = sd[t + "attn.proj.bias"]
         out[h + "mlp.dense_h_to_4h.weight"] = sd[t + "mlp.fc.weight"]
         out[h + "mlp.dense_h_to_4h.bias"] = _bias(sd, t + "mlp.fc", 4 * C)
