@@ -82,6 +82,7 @@ class TrainConfig:
     target_val_loss: float = 0.0  # stop early once the val estimate reaches it (0 = off)
     data: str = ""  # path to a UTF-8 text file; "" means Tiny Shakespeare
     val_fraction: float = 0.1
+    track: str = ""  # experiment trackers, comma-separated: tensorboard, wandb, trackio ("" = none)
 
 
 @dataclass
@@ -246,6 +247,19 @@ def validate(cfg: RunConfig) -> None:
     _require(t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
              f"device must be auto, cpu, cuda or mps, got {t.device!r}")
     _validate_speed_options(m, t)
+    tracker_names(t.track)
+
+
+TRACKERS = ("tensorboard", "wandb", "trackio")
+
+
+def tracker_names(track: str) -> list[str]:
+    """``"tensorboard, wandb"`` -> ["tensorboard", "wandb"]; an unknown name is a ConfigError."""
+    names = [name.strip() for name in track.split(",") if name.strip()]
+    for name in names:
+        _require(name in TRACKERS, f"unknown tracker {name!r} in track; use any of {', '.join(TRACKERS)}, "
+                                   "comma-separated (e.g. --set track=tensorboard,wandb)")
+    return list(dict.fromkeys(names))
 
 
 def _validate_speed_options(m: ModelConfig, t: TrainConfig) -> None:

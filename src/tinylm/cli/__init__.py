@@ -17,7 +17,7 @@ import sys
 
 from tinylm.errors import TinyLMError
 
-COMMAND_MODULES = ["train", "sample", "eval", "plot", "serve", "cloud", "compress"]
+COMMAND_MODULES = ["train", "sample", "eval", "plot", "serve", "cloud", "compress", "export", "report", "runs"]
 
 
 class OneLineParser(argparse.ArgumentParser):

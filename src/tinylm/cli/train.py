@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     train.add_argument("--out", metavar="DIR", help="run directory (default: runs/PRESET)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--sample-chars", type=int, default=300, metavar="N",
-                       help="characters to sample at the end (0: none)")
+                       help="characters to sample at the end, and in each of the run card's two samples (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DDP): runs torchrun for you")
     train.set_defaults(handler=cmd_train)
@@ -51,12 +51,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         if dist is not None:
             dist.cleanup()
     if dist is None or dist.is_main():
-        report(result, run_dir, args.sample_chars)
+        val_loss = report(result, run_dir, args.sample_chars)
+        write_run_card(run_dir, None if args.resume else args.preset, val_loss, cfg.train.device, args.sample_chars)
     return 0
 
 
-def report(result, run_dir: Path, sample_chars: int) -> None:
-    """The exact val perplexity, where the run is, and a sample from the empty context."""
+def write_run_card(run_dir: Path, preset: str | None, val_loss: float, device: str, sample_chars: int) -> None:
+    """report.md in the run directory, with two samples of ``sample_chars`` characters."""
+    from tinylm.report import write_report
+
+    card = write_report(run_dir, preset, exact_val=val_loss, sample_chars=sample_chars, device=device)
+    print(f"run card: {card}")
+
+
+def report(result, run_dir: Path, sample_chars: int) -> float:
+    """Print the exact val perplexity, where the run is, and a sample; return the exact val loss."""
     from tinylm.evaluate import exact_loss
     from tinylm.sampling import generate
     from tinylm.training.rundir import unwrap
@@ -69,3 +78,4 @@ def report(result, run_dir: Path, sample_chars: int) -> None:
         start = torch.zeros((1, 1), dtype=torch.long, device=trainer.device)
         out = generate(unwrap(trainer.model), start, max_new_tokens=sample_chars)
         print("---\n" + result.corpus.tokenizer.decode(out[0, 1:].tolist()))
+    return val_loss

@@ -26,6 +26,7 @@ from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
 from tinylm.training.distributed import DistContext, wrap_model
 from tinylm.training.rundir import RunDir
+from tinylm.training.tracking import require_trackers, tracking_for
 from tinylm.training.trainer import Callback, ProgressBar, StopAtValLoss, Trainer
 
 
@@ -116,6 +117,9 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
     if run_dir is not None:
         extras = {"config": cfg.to_dict(), "tokenizer": corpus.tokenizer.to_dict()}
         callbacks.append(SaveCheckpoints(RunDir(run_dir), extras))
+    tracking = tracking_for(cfg, run_dir) if dist.is_main() else None
+    if tracking is not None:
+        callbacks.append(tracking)
     trainer = Trainer(model, optimizer, train_loader, evaluator, t.max_iters, t.eval_interval,
                       lr_schedule=schedule_for(cfg), grad_clip=t.grad_clip, grad_accum_steps=t.grad_accum_steps,
                       dtype=t.dtype, dist=dist, callbacks=callbacks, log=log if dist.is_main() else _silent)
@@ -135,6 +139,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     Under torchrun pass ``dist`` (``tinylm.training.distributed.init_from_env()``): rank 0 writes the run dir.
     """
     dist = dist or DistContext()
+    require_trackers(cfg)
     tokenizer = None
     if resume:
         tokenizer = CharTokenizer.from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])

@@ -26,6 +26,7 @@ from tinylm.errors import CheckpointError, TinyLMError
 from tinylm.model import build_model
 
 CHECKPOINT_NAME = "ckpt.pt"
+SAFETENSORS_NAME = "model.safetensors"  # weights only, as ``tinylm export --format safetensors`` writes them
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.json"
 TOKENIZER_NAME = "tokenizer.json"
@@ -117,10 +118,36 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode, tokenizer, RunConfig, raw checkpoint) from a run directory."""
+    """(model in eval mode, tokenizer, RunConfig, raw checkpoint) from a run directory.
+
+    A directory with ``model.safetensors`` and no ``ckpt.pt`` (an export) loads too; its "checkpoint"
+    then holds the config, tokenizer and step, and no optimizer or metrics.
+    """
+    path = Path(run_dir)
+    if not (path / CHECKPOINT_NAME).exists() and (path / SAFETENSORS_NAME).is_file():
+        return load_safetensors_run(path, device)
     ckpt = RunDir(run_dir).load_checkpoint(map_location=device)
     cfg = RunConfig.from_dict(ckpt["config"])
     tokenizer = CharTokenizer.from_dict(ckpt["tokenizer"])
     model = build_model(cfg.model, tokenizer.vocab_size)
     model.load_state_dict(clean_state_dict(ckpt["model"]))
+    return model.to(device).eval(), tokenizer, cfg, ckpt
+
+
+def load_safetensors_run(path: Path, device: str | torch.device = "cpu"):
+    """load_run for an exported directory: model.safetensors + config.json + tokenizer.json."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_model
+
+    try:
+        cfg = RunConfig.from_dict(json.loads((path / CONFIG_NAME).read_text(encoding="utf-8")))
+        tokenizer = CharTokenizer.load(path / TOKENIZER_NAME)
+        model = build_model(cfg.model, tokenizer.vocab_size)
+        load_model(model, path / SAFETENSORS_NAME, strict=True)
+        with safe_open(path / SAFETENSORS_NAME, framework="pt") as f:
+            step = int((f.metadata() or {}).get("step", -1))
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(f"{path} holds model.safetensors but cannot be loaded ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); export it again") from None
+    ckpt = {"config": cfg.to_dict(), "tokenizer": tokenizer.to_dict(), "step": step, "metrics": []}
     return model.to(device).eval(), tokenizer, cfg, ckpt

@@ -87,6 +87,7 @@ class Trainer:
         self.metrics: list[dict[str, float]] = []
         self.train_losses: list[float] = []  # one per step, filled in at each evaluation
         self.eval_seconds = 0.0  # time spent in evaluations, for benchmarks that leave it out
+        self.last_grad_norm: torch.Tensor | None = None  # the last step's norm before clipping (grad_clip > 0)
         self._pending_losses: list[torch.Tensor] = []  # kept on the device until then: no sync per step
 
     def train(self) -> dict[str, float]:
@@ -132,7 +133,7 @@ class Trainer:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
         loss = self._accumulate_gradients()
         if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.last_grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self._pending_losses.append(loss)
