@@ -12,8 +12,6 @@ on the run's newest checkpoint: ``ckpt.pt`` is reloaded when it changes (``tinyl
 Bad requests get 400 with ``{"error": "..."}`` through the app's error handlers.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 from importlib import resources
@@ -26,7 +24,8 @@ from tinylm.serve.live import LiveModel, MetricsTail
 MAX_TEXT_CHARS = 10_000
 POLL_SECONDS = 0.5  # how often the live stream looks at metrics.jsonl and ckpt.pt
 HEARTBEAT_SECONDS = 15.0  # a comment line, so proxies and browsers keep an idle stream open
-STATIC = {"inspector.js": "text/javascript; charset=utf-8", "inspector.css": "text/css; charset=utf-8"}
+STATIC = {"inspector.js": "text/javascript; charset=utf-8", "live.js": "text/javascript; charset=utf-8",
+          "inspector.css": "text/css; charset=utf-8"}
 
 
 def request_models():

@@ -1,0 +1,152 @@
+"""The inspector's JSON APIs and live events through a real ``tinylm serve`` process on 127.0.0.1.
+
+The run directory holds seeded random weights (``runs_helper``): the numbers only have to agree
+with ``tinylm.inspect.probe`` on the same checkpoint, not to be good predictions.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from runs_helper import append_metric, make_run, metric, replace_checkpoint
+from test_serve import post, wait_until_up
+from tinylm.inspect import probe
+from tinylm.training.rundir import load_run
+
+pytestmark = pytest.mark.skipif(not __import__("importlib").util.find_spec("fastapi"), reason="needs tinylm[serve]")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(run) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tinylm", "serve", "--run", str(run), "--port", str(port),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url, proc)
+    return url, proc
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("runs") / "r", seed=0, step=100, metrics=[metric(0), metric(50)])
+    url, proc = start_server(run)
+    try:
+        yield url, run
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def api(url: str, payload: dict) -> dict:
+    status, _, body = post(url, payload)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_attention_equals_probe(served):
+    url, run = served
+    model, tok, _, _ = load_run(run)
+    text = "the lazy dog jumps over the fox"  # longer than block_size 16: the last 16 characters
+    full = api(url + "/api/inspect/attention", {"text": text})
+    expected = probe.attention_maps(model, tok, text)  # (L, H, T, T)
+    assert full["tokens"] == list(text[-16:]) and full["offset"] == len(text) - 16
+    assert full["weights"] == expected.tolist()  # exactly: the same float32 numbers
+    one = api(url + "/api/inspect/attention", {"text": text, "layer": 1, "head": 0})
+    assert one["weights"] == expected[1:2, 0:1].tolist()
+
+
+def test_logit_lens_sampling_and_embeddings_equal_probe(served):
+    url, run = served
+    model, tok, _, _ = load_run(run)
+    lens = api(url + "/api/inspect/logit-lens", {"text": "the quick", "k": 3})
+    assert [layer["name"] for layer in lens["layers"]] == ["embeddings", "after block 1", "after block 2"]
+    probs = probe.logit_lens(model, tok, "the quick")[:, -1]  # (L + 1, V)
+    for row, layer in zip(probs, lens["layers"]):
+        assert [item["p"] for item in layer["top"]] == row.topk(3).values.tolist()
+        assert [tok.encode(item["char"])[0] for item in layer["top"]] == row.topk(3).indices.tolist()
+    knobs = api(url + "/api/inspect/sampling", {"text": "the qu", "temperature": 0.7, "top_k": 4, "k": 10})
+    dists = probe.sampling_distributions(model, tok, "the qu", 0.7, 4)
+    assert knobs["kept"] == 4 and len(knobs["rows"]) == 10
+    for row in knobs["rows"]:
+        i = tok.encode(row["char"])[0]
+        assert [row["model"], row["temperature"], row["sampled"]] == [dists[n][i].item() for n in dists]
+    points = get(url + "/api/inspect/embeddings")["points"]
+    assert [[p["x"], p["y"]] for p in points] == probe.embedding_pca(model).tolist()
+    assert [p["char"] for p in points] == tok.chars
+    info = get(url + "/api/inspect/model")
+    assert (info["kind"], info["n_layer"], info["n_heads"], info["block_size"]) == ("GPT", 2, 2, 16)
+
+
+@pytest.mark.parametrize("path, payload, fragment", [
+    ("/api/inspect/attention", {"text": "THE"}, "never saw"),
+    ("/api/inspect/attention", {"text": ""}, "empty"),
+    ("/api/inspect/attention", {"text": "the", "layer": 2}, "layer must be in 0..1"),
+    ("/api/inspect/attention", {"text": "the", "head": -1}, "head must be"),
+    ("/api/inspect/attention", {"text": "the", "colour": "red"}, "unknown field"),
+    ("/api/inspect/attention", {"text": 5}, "text"),
+    ("/api/inspect/logit-lens", {"text": "the", "k": 0}, "k must be"),
+    ("/api/inspect/logit-lens", {"text": "the", "k": "3"}, "k"),
+    ("/api/inspect/sampling", {"text": "the", "top_p": 1.5}, "top_p"),
+    ("/api/inspect/sampling", {"text": "the", "temperature": -1.0}, "temperature"),
+    ("/api/inspect/sampling", {"text": "x" * 10_001}, "at most"),
+])
+def test_bad_requests_get_400_with_one_line(served, path, payload, fragment):
+    status, kind, body = post(served[0] + path, payload)
+    assert status == 400 and kind.startswith("application/json"), (status, body)
+    error = json.loads(body)["error"]
+    assert fragment in error and "\n" not in error
+
+
+def test_static_files_come_from_the_package_and_nothing_else(served):
+    with urllib.request.urlopen(served[0] + "/static/inspector.js", timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/javascript") and b"attention" in response.read()
+    for name in ["../app.py", "playground.html", "%2e%2e%2fapp.py"]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(served[0] + "/static/" + name, timeout=30)
+        assert err.value.code == 404
+
+
+def read_events(response, count: int, timeout: float = 60) -> list[tuple[str, dict]]:
+    """The next ``count`` events of a server-sent event stream (comment lines skipped)."""
+    events, fields, deadline = [], {}, time.monotonic() + timeout
+    while len(events) < count and time.monotonic() < deadline:
+        line = response.readline().decode().rstrip("\n")
+        if line.startswith(("event: ", "data: ")):
+            name, value = line.split(": ", 1)
+            fields[name] = value
+        elif line == "" and "data" in fields:
+            events.append((fields.get("event", "message"), json.loads(fields["data"])))
+            fields = {}
+    return events
+
+
+def test_live_events_follow_metrics_and_checkpoints(served):
+    url, run = served
+    with urllib.request.urlopen(url + "/api/live/events", timeout=60) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = read_events(response, 4)
+        assert [name for name, _ in events] == ["reset", "metric", "metric", "checkpoint"]
+        assert [data["step"] for _, data in events[1:]] == [0, 50, 100]
+        append_metric(run, 150)
+        assert read_events(response, 1) == [("metric", metric(150))]
+        replace_checkpoint(run, seed=3, step=200)
+        name, data = read_events(response, 1)[0]
+        assert (name, data["step"], data["version"], data["error"]) == ("checkpoint", 200, 2, None)
+    model, tok, _, _ = load_run(run)
+    assert get(url + "/api/inspect/model")["step"] == 200
+    assert [[p["x"], p["y"]] for p in get(url + "/api/inspect/embeddings")["points"]] == probe.embedding_pca(model).tolist()
