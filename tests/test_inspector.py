@@ -149,4 +149,5 @@ def test_live_events_follow_metrics_and_checkpoints(served):
         assert (name, data["step"], data["version"], data["error"]) == ("checkpoint", 200, 2, None)
     model, tok, _, _ = load_run(run)
     assert get(url + "/api/inspect/model")["step"] == 200
-    assert [[p["x"], p["y"]] for p in get(url + "/api/inspect/embeddings")["points"]] == probe.embedding_pca(model).tolist()
+    points = get(url + "/api/inspect/embeddings")["points"]
+    assert [[p["x"], p["y"]] for p in points] == probe.embedding_pca(model).tolist()
