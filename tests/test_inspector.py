@@ -5,6 +5,7 @@ with ``tinylm.inspect.probe`` on the same checkpoint, not to be good predictions
 """
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from conftest import TINY
 from runs_helper import append_metric, make_run, metric, replace_checkpoint
 from test_serve import post, wait_until_up
 from tinylm.inspect import probe
@@ -151,3 +153,40 @@ def test_live_events_follow_metrics_and_checkpoints(served):
     assert get(url + "/api/inspect/model")["step"] == 200
     points = get(url + "/api/inspect/embeddings")["points"]
     assert [[p["x"], p["y"]] for p in points] == probe.embedding_pca(model).tolist()
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_server_while_a_live_stream_is_open(tmp_path):
+    url, proc = start_server(make_run(tmp_path / "r"))
+    with urllib.request.urlopen(url + "/api/live/events", timeout=60) as response:
+        assert read_events(response, 1) == [("reset", {})]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130  # the CLI's "interrupted" exit, promptly: the stream ended itself
+    assert "Traceback" not in proc.stdout.read()
+
+
+@pytest.mark.slow
+def test_train_serve_shows_the_run_as_it_trains(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 100, encoding="utf-8")
+    port = free_port()
+    sets = [arg for item in TINY + ["max_iters=41", "eval_interval=20", "threads=1"] for arg in ("--set", item)]
+    proc = subprocess.Popen([sys.executable, "-m", "tinylm", "train", *sets, "--data", str(text), "--out",
+                             str(tmp_path / "run"), "--device", "cpu", "--quiet", "--sample-chars", "0",
+                             "--serve", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, proc)
+        steps, evaluations = [], []
+        with urllib.request.urlopen(url + "/api/live/events", timeout=120) as response:
+            while not steps or steps[-1] < 41:  # evaluations at steps 0, 20, 40; the last save after step 41
+                name, data = read_events(response, 1, timeout=120)[0]
+                (steps if name == "checkpoint" else evaluations).append(data.get("step"))
+        assert steps == sorted(steps) and evaluations[-3:] == [0, 20, 40]
+        assert get(url + "/api/inspect/model")["step"] == 41
+        assert len(api(url + "/api/inspect/attention", {"text": "the fox"})["weights"]) == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert f"watch it train: {url}" in out and "training done; the inspector stays" in out

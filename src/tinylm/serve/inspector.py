@@ -130,12 +130,15 @@ def sse(event: str, payload: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(payload)}\n\n"
 
 
-async def live_events(live: LiveModel, poll_seconds: float) -> AsyncIterator[str]:
-    """``reset``, a ``metric`` per metrics line (then per new line), ``checkpoint`` per new model."""
+async def live_events(live: LiveModel, poll_seconds: float, stopping) -> AsyncIterator[str]:
+    """``reset``, a ``metric`` per metrics line (then per new line), ``checkpoint`` per new model.
+
+    Ends when ``stopping()`` turns true (the server is shutting down): it would otherwise never end.
+    """
     tail = MetricsTail(live.run.metrics)
     yield "retry: 1000\n" + sse("reset", {})
     shown, quiet = None, 0.0
-    while True:
+    while not stopping():
         for event, payload in await asyncio.to_thread(tail.poll):
             yield sse(event, payload)
             quiet = 0.0
@@ -194,7 +197,8 @@ def add_inspector(app, run_dir: str, device_name: str = "auto", poll_seconds: fl
 
     @app.get("/api/live/events")
     def events() -> StreamingResponse:
-        return StreamingResponse(live_events(live, poll_seconds), media_type="text/event-stream",
+        stopping = getattr(app.state, "stopping", lambda: False)  # `tinylm serve` sets it; see cli/serve.py
+        return StreamingResponse(live_events(live, poll_seconds, stopping), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return live
