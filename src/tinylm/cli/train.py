@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DDP): runs torchrun for you")
     train.add_argument("--serve", type=int, metavar="PORT",
-                       help="watch it train: the inspector on http://127.0.0.1:PORT (stays up after training until Ctrl-C)")
+                       help="watch it train: the inspector on 127.0.0.1:PORT (stays up after training until Ctrl-C)")
     train.set_defaults(handler=cmd_train)
 
 
