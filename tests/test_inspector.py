@@ -4,6 +4,7 @@ The run directory holds seeded random weights (``runs_helper``): the numbers onl
 with ``tinylm.inspect.probe`` on the same checkpoint, not to be good predictions.
 """
 
+import importlib.util
 import json
 import signal
 import socket
@@ -14,13 +15,13 @@ import urllib.request
 
 import pytest
 
-from conftest import TINY
+from conftest import REPO, TINY
 from runs_helper import append_metric, make_run, metric, replace_checkpoint
 from test_serve import post, wait_until_up
 from tinylm.inspect import probe
 from tinylm.training.rundir import load_run
 
-pytestmark = pytest.mark.skipif(not __import__("importlib").util.find_spec("fastapi"), reason="needs tinylm[serve]")
+pytestmark = pytest.mark.skipif(not importlib.util.find_spec("fastapi"), reason="needs tinylm[serve]")
 
 
 def free_port() -> int:
@@ -190,3 +191,14 @@ def test_train_serve_shows_the_run_as_it_trains(tmp_path):
         out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, out
     assert f"watch it train: {url}" in out and "training done; the inspector stays" in out
+
+
+@pytest.mark.slow
+def test_bounded_load_200_requests_20_at_a_time(served):
+    spec = importlib.util.spec_from_file_location("inspector_load", REPO / "benchmarks" / "inspector_load.py")
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    stats = load.run_load(served[0], total=200, concurrency=20)
+    assert stats["errors"] == 0 and stats["requests"] == 200
+    assert set(stats["endpoints"]) == {"all", "attention", "logit-lens", "sampling", "embeddings", "model"}
+    assert get(served[0] + "/api/inspect/model")["error"] is None  # the server is still whole afterwards
