@@ -58,7 +58,7 @@ const inspector = (() => {
     attention: '<div class="row"><label>layer <select id="attn-layer"></select></label>' +
       '<label>head <select id="attn-head"></select></label><span class="hint">hover a character: ' +
       "what it attends to (its row); darker = more weight</span></div>" +
-      '<div id="attn-text" class="tokens"></div><canvas id="attn-canvas"></canvas><div id="attn-readout"></div>',
+      '<div id="attn-window"></div><div id="attn-text" class="tokens"></div><canvas id="attn-canvas"></canvas><div id="attn-readout"></div>',
     lens: '<p class="hint">Click a character: the top guesses for the character after it, read out after ' +
       "each layer (final LayerNorm + head applied to the residual stream).</p>" +
       '<div id="lens-text" class="tokens"></div><table id="lens-table"></table>',
@@ -120,6 +120,8 @@ const inspector = (() => {
       picker.onchange = () => { drawAttention(); highlightQuery(null); };
     }
     tokenSpans($("attn-text"), state.attn.tokens.join(""), (pos) => highlightQuery(pos));
+    $("attn-window").textContent = state.attn.offset ? `the model sees the last ${state.attn.tokens.length} ` +
+      `characters (block_size); the first ${state.attn.offset} are outside its window` : "";
     drawAttention();
   }
 

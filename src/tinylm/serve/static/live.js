@@ -24,7 +24,7 @@
     SERIES.forEach(([key, colour], i) => {
       const pts = points.filter((m) => typeof m[key] === "number").map((m) => `${sx(m.step).toFixed(1)},${sy(m[key]).toFixed(1)}`);
       html += `<polyline class="series" data-key="${key}" data-points="${pts.length}" fill="none" stroke="${colour}" ` +
-        `stroke-width="2" points="${pts.join(" ")}"/><text x="${W - pad - 80}" y="${pad + 16 * i}" fill="${colour}">${key}</text>`;
+        `stroke-width="2" points="${pts.join(" ")}"/><text x="${W - pad - 80}" y="${pad + 16 * i}" style="fill:${colour}">${key}</text>`;
     });
     svg.innerHTML = html;
   }
