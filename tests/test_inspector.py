@@ -202,3 +202,16 @@ def test_bounded_load_200_requests_20_at_a_time(served):
     assert stats["errors"] == 0 and stats["requests"] == 200
     assert set(stats["endpoints"]) == {"all", "attention", "logit-lens", "sampling", "embeddings", "model"}
     assert get(served[0] + "/api/inspect/model")["error"] is None  # the server is still whole afterwards
+
+
+def test_train_serve_refuses_ddp_and_a_taken_port_before_training(served, capsys, tmp_path):
+    from tinylm.cli import main
+
+    port = served[0].rsplit(":", 1)[1]
+    out = str(tmp_path / "never")
+    assert main(["train", "--serve", "8000", "--nproc", "2", "--out", out]) == 2
+    assert "--serve works with one training process" in capsys.readouterr().err
+    assert main(["train", "--serve", port, "--set", "device=cpu", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tinylm: error: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1
+    assert not (tmp_path / "never").exists()  # nothing trained, nothing written

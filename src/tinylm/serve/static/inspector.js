@@ -10,7 +10,7 @@ const inspector = (() => {
     ["knobs", "Sampling knobs"], ["embeddings", "Embeddings"], ["live", "Training"]];
   const TEXT_VIEWS = ["attention", "lens", "knobs"];
   let active = "generate";
-  const state = { attn: null, lensPos: null, knobPos: null };
+  const state = { attn: null, lensPos: null, knobPos: null, ticket: 0 };
 
   function el(tag, attrs = {}, text = "") {
     const node = document.createElement(tag);
@@ -19,11 +19,16 @@ const inspector = (() => {
     return node;
   }
 
+  // Only the newest request's answer is drawn: hovering fast fires many, and they may return out of order.
+  class Stale extends Error {}
+
   async function api(path, body) {
+    const ticket = state.ticket;
     const init = body === undefined ? {} : {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
     const response = await fetch(path, init);
     const data = await response.json();
+    if (ticket !== state.ticket) throw new Stale();
     if (!response.ok) throw new Error(data.error || response.statusText);
     return data;
   }
@@ -98,6 +103,7 @@ const inspector = (() => {
   }
 
   async function refresh() {
+    state.ticket += 1;
     $("inspect-error").textContent = "";
     const text = $("inspect-text").value;
     try {
@@ -105,7 +111,7 @@ const inspector = (() => {
       else if (active === "lens") await showLens(text, state.lensPos);
       else if (active === "knobs") await showKnobs(text, state.knobPos);
       else if (active === "embeddings") await showEmbeddings();
-    } catch (err) { fail(err); }
+    } catch (err) { if (!(err instanceof Stale)) fail(err); }
   }
 
   // Attention: all layers and heads for the text's last block_size characters; the picker only redraws.
