@@ -87,7 +87,9 @@ const inspector = (() => {
     }
     $("inspect-bar").hidden = !TEXT_VIEWS.includes(name);
     if (TEXT_VIEWS.includes(name) && !$("inspect-text").value) {
-      $("inspect-text").value = (typeof generated === "string" && generated) || $("prompt").value;
+      // the playground's text, else the start of the newest checkpoint's sample (live.js keeps it)
+      const sample = ($("live-sample").textContent || "").slice(0, 48);
+      $("inspect-text").value = (typeof generated === "string" && generated) || $("prompt").value || sample;
     }
     refresh();
   }
