@@ -36,5 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           "pick another --port") from None
     app = create_app(args.run, args.device)
     print(f"tinylm playground on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    app.state.stopping = lambda: server.should_exit  # after Ctrl-C, open live-event streams end themselves
+    server.run()
     return 0

@@ -26,6 +26,8 @@ def register(subparsers) -> None:
                        help="characters to sample at the end, and in each of the run card's two samples (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DDP): runs torchrun for you")
+    train.add_argument("--serve", type=int, metavar="PORT",
+                       help="watch it train: the inspector on 127.0.0.1:PORT (stays up after training until Ctrl-C)")
     train.set_defaults(handler=cmd_train)
 
 
@@ -42,9 +44,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)[0]
     run_dir = Path(args.out or Path("runs") / (args.preset or "custom"))
     resolve_device(cfg.train.device)  # fail on a missing GPU before reading any data
+    if args.serve is not None and args.nproc is not None:
+        raise TinyLMError("--serve works with one training process; with --nproc, run `tinylm serve --run DIR` "
+                          "beside it")
     if args.nproc is not None:  # start torchrun, which runs this same command on every rank
         return distributed.launch(args.nproc, args.argv, run_dir, args.resume)
     dist = distributed.init_from_env(cfg.train.device)  # None unless launched by torchrun
+    server = start_server(args.serve, run_dir) if args.serve is not None and dist is None else None
     try:
         result = train_run(cfg, run_dir, resume=args.resume, progress=not args.quiet, log=print, dist=dist)
     finally:
@@ -53,7 +59,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     if dist is None or dist.is_main():
         val_loss = report(result, run_dir, args.sample_chars)
         write_run_card(run_dir, None if args.resume else args.preset, val_loss, cfg.train.device, args.sample_chars)
+    if server is not None:
+        keep_serving(server)
     return 0
+
+
+def start_server(port: int, run_dir: Path):
+    """The inspector in a thread of this process (``tinylm.serve.background``); needs tinylm[serve]."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from tinylm.serve.background import BackgroundServer
+    except ImportError:
+        raise TinyLMError("--serve needs FastAPI and uvicorn: pip install -e '.[serve]'") from None
+    server = BackgroundServer(run_dir, "127.0.0.1", port)
+    server.start()
+    print(f"watch it train: http://127.0.0.1:{port} (Training tab)", flush=True)
+    return server
+
+
+def keep_serving(server) -> None:
+    print(f"training done; the inspector stays on http://127.0.0.1:{server.port} until Ctrl-C", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+    if server.error:
+        raise TinyLMError(f"the inspector did not start: {server.error}")
 
 
 def write_run_card(run_dir: Path, preset: str | None, val_loss: float, device: str, sample_chars: int) -> None:

@@ -5,6 +5,8 @@
     weights = attention_maps(model, tok, "To be, or not")  # (L, H, T, T), rows sum to 1
     top = next_char_distribution(model, tok, "ROMEO:", k=15)   # [(char, probability), ...]
     points = embedding_pca(model)                         # (V, 2) character embeddings in 2-D
+    lens = logit_lens(model, tok, "ROMEO")                # (L + 1, T, V) guesses after each layer
+    dists = sampling_distributions(model, tok, "ROMEO", temperature=0.8, top_k=10)   # three (V,) rows
 
 Plain torch, no matplotlib. A picture that does not fit the model (attention on the bigram model)
 or a prompt with characters the model never saw raises ``TinyLMError``. The next-character
@@ -22,7 +24,7 @@ from torch.nn import functional as F
 from tinylm.data import CharTokenizer
 from tinylm.errors import TinyLMError
 from tinylm.model import GPT, BigramModel, eval_mode
-from tinylm.sampling import next_token_probabilities
+from tinylm.sampling import SamplingOptions, filter_logits, next_logits, next_token_probabilities, prompt_ids
 from tinylm.training.rundir import RunDir, unwrap
 
 
@@ -71,6 +73,49 @@ def attention_maps(model: nn.Module, tokenizer: CharTokenizer, prompt: str) -> t
             layers.append(block.attn.attention_weights(block.ln1(x))[0])  # (H, T, T)
             x = block(x)  # the next layer attends over this layer's output
     return torch.stack(layers).float().cpu()  # (L, H, T, T)
+
+
+@torch.no_grad()
+def logit_lens(model: nn.Module, tokenizer: CharTokenizer, prompt: str) -> torch.Tensor:
+    """(L + 1, T, V) next-token probabilities read out of the residual stream at every depth.
+
+    Row 0 applies the final LayerNorm and the head to the embeddings alone, row i to the stream after
+    block i; row L is the model's own prediction. A learner sees the guess form layer by layer.
+    """
+    model = _require(model, GPT, "logit lens")
+    idx = encode_prompt(model, tokenizer, prompt)  # (1, T)
+    with eval_mode(model):
+        x = model.embed(idx)  # (1, T, C)
+        streams = [x]
+        for block in model.blocks:
+            x = block(x)
+            streams.append(x)
+        logits = model.head(model.ln_f(torch.cat(streams)))  # (L + 1, T, C) -> (L + 1, T, V)
+    return F.softmax(logits.float(), dim=-1).cpu()
+
+
+@torch.no_grad()
+def sampling_distributions(model: nn.Module, tokenizer: CharTokenizer, text: str, temperature: float = 1.0,
+                           top_k: int | None = None, top_p: float | None = None) -> dict[str, torch.Tensor]:
+    """The next-token distribution after ``text`` at each stage of ``sample_next``, each (V,).
+
+    ``model``: softmax of the logits; ``temperature``: after dividing by the temperature; ``sampled``:
+    after top-k / top-p too, the distribution a sample is drawn from. Temperature 0 is greedy: one-hot.
+    An empty text is the empty context (token 0), as when sampling.
+    """
+    SamplingOptions(0, temperature, top_k, top_p).validate()
+    model = unwrap(model)
+    device = next(model.parameters()).device
+    idx = torch.tensor([prompt_ids(tokenizer, text)], dtype=torch.long, device=device)  # (1, T)
+    with eval_mode(model):
+        logits = next_logits(model, idx).float()  # (1, V)
+    raw = F.softmax(logits, dim=-1)
+    if temperature == 0:
+        greedy = F.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()  # (1, V)
+        return {"model": raw[0].cpu(), "temperature": greedy[0].cpu(), "sampled": greedy[0].cpu()}
+    tempered = logits / temperature
+    sampled = F.softmax(filter_logits(tempered, top_k, top_p), dim=-1)
+    return {"model": raw[0].cpu(), "temperature": F.softmax(tempered, dim=-1)[0].cpu(), "sampled": sampled[0].cpu()}
 
 
 def next_char_distribution(model: nn.Module, tokenizer: CharTokenizer, prompt: str,

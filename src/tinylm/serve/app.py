@@ -20,6 +20,7 @@ import torch
 from tinylm.device import model_device
 from tinylm.errors import TinyLMError
 from tinylm.sampling import SamplingOptions, check_seed, next_token_probabilities, sample_texts, stream_text
+from tinylm.serve.inspector import add_inspector
 
 MAX_NEW_TOKENS = 2000  # per request: keeps one request from holding the server for minutes
 MAX_PROMPT_CHARS = 10_000
@@ -101,6 +102,7 @@ def create_app(run_dir: str, device_name: str = "auto"):
     GenerateRequest, NextCharRequest = request_models()
     app = FastAPI(title="tinylm playground")
     add_error_handlers(app)
+    add_inspector(app, run_dir, device_name)  # attention, logit lens, sampling knobs, embeddings, live training
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
