@@ -105,7 +105,8 @@ class FakeRunPod:
         self.authorized_keys = authorized_keys
         self.api_key = api_key or f"rp_test_{secrets.token_hex(12)}"  # the only valid key
         self.starting_polls = 1  # `pod` answers without a runtime this many times first, like a booting pod
-        self.pods: dict[str, dict] = {}
+        self.pods: dict[str, dict] = {}  # each with the decoded "input" and the raw "query" that made it
+        self.last_query = ""
         self.calls: Counter = Counter()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -124,6 +125,7 @@ class FakeRunPod:
                                  ("podStop", self._stop), ("gpuTypes", self._gpus), ("pod(", self._pod)]:
                 if name in query:
                     self.calls[name.rstrip("(")] += 1
+                    self.last_query = query
                     try:
                         return {"data": handle(input_of(query, name.rstrip("(")))}
                     except GraphQLInputError as exc:
@@ -135,7 +137,8 @@ class FakeRunPod:
         env = {item["key"]: item["value"] for item in args.get("env", [])}
         with self.authorized_keys.open("a") as f:
             f.write(env["PUBLIC_KEY"] + "\n")
-        self.pods[pod_id] = {"id": pod_id, "gpu": args["gpuTypeId"], "polls": 0, "status": "RUNNING", "input": args}
+        self.pods[pod_id] = {"id": pod_id, "gpu": args["gpuTypeId"], "polls": 0, "status": "RUNNING",
+                               "input": args, "query": self.last_query}
         return {"podFindAndDeployOnDemand": {"id": pod_id, "imageName": "img", "env": [], "machineId": "m1",
                                              "machine": {"podHostId": f"{pod_id}-host"}}}
 
