@@ -123,6 +123,7 @@ def _assert_disk_full(rc, err, out):
     assert not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_disk_full_on_a_real_tmpfs(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()

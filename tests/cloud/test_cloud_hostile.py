@@ -102,6 +102,7 @@ def test_remote_python_given_to_up_is_kept_by_the_next_host_call(project):
     assert state["target"]["remote_python"] == "/opt/py/bin/python"
 
 
+@pytest.mark.slow  # makes a real venv on 'the machine' (ensurepip: seconds)
 def test_a_machine_without_torch_is_a_clear_error_not_a_download(project):
     keys = ProjectKeys.ensure(project.work / ".tinylm")
     project.sshd.authorize(Path(f"{keys.key}.pub"))

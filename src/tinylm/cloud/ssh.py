@@ -121,10 +121,10 @@ class SSHTarget:
                    filters: tuple[str, ...] = (), files_from: str | None = None) -> list[str]:
         """``rsync -a`` over our ssh options. Push ``sources`` to remote ``dest``, or pull remote ``sources``.
 
-        ``files_from``: a local file listing the paths (relative to the one source dir) to send, no others."""
+        ``files_from``: a local file of NUL-separated paths (relative to the one source dir) to send, no others."""
         rsh = shlex.join(["ssh", *self.options(), "-p", str(self.port)])
         argv = ["rsync", "-a", "--partial", "-e", rsh]
-        argv += [f"--files-from={files_from}"] if files_from else []
+        argv += ["--from0", f"--files-from={files_from}"] if files_from else []  # NUL-separated: any file name
         argv += [f"--filter={rule}" for rule in filters] + [f"--exclude={pattern}" for pattern in excludes]
         if pull:
             return argv + [self.remote_spec(src) for src in sources] + [dest]

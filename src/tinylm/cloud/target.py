@@ -97,8 +97,8 @@ class Target:
         size = sum((project / f).stat().st_size for f in files)
         log(f"sending {len(files)} files ({size / 1e6:.1f} MB) from {project} to {self.ssh.address}:{self.remote_dir}")
         self.check(NEEDS_RSYNC, "checking for rsync")
-        with tempfile.NamedTemporaryFile("w", suffix=".files", encoding="utf-8") as listing:
-            listing.write("".join(f + "\n" for f in files))
+        with tempfile.NamedTemporaryFile("w", suffix=".files", encoding="utf-8", errors="surrogateescape") as listing:
+            listing.write("".join(f + "\0" for f in files))
             listing.flush()
             self._rsync(self.ssh.rsync_argv([f"{project}/"], f"{self.remote_dir}/", files_from=listing.name), "to")
 
