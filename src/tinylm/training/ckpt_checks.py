@@ -2,6 +2,7 @@
 
     ckpt = torch.load(path, weights_only=True)
     check_checkpoint(ckpt, path)      # raises CheckpointError naming what is wrong
+    check_weight_shapes(cfg, vocab_size, {"head.weight": (65, 64), ...}, path)   # e.g. a safetensors header
 
 ``weights_only`` keeps a checkpoint from running code, but what it holds can still be anything
 made of dicts, lists, numbers, strings and tensors. A config that declares ``n_embed=65536`` would
@@ -26,7 +27,7 @@ MAX_BLOCK_SIZE = 1 << 16
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and by DDP
 
 
-def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def clean_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     """Strip the ``_orig_mod.`` / ``module.`` prefixes so compiled and DDP checkpoints load anywhere."""
     cleaned = {}
     for key, value in state.items():
@@ -51,7 +52,18 @@ def check_checkpoint(ckpt: Any, path: str | Path) -> None:
     cfg = _checked_config(ckpt["config"], fail)
     vocab_size = _checked_vocab_size(ckpt["tokenizer"], fail)
     state = _checked_state(ckpt["model"], fail)
-    _check_shapes(cfg, vocab_size, state, fail)
+    _check_shapes(cfg, vocab_size, {k: tuple(v.shape) for k, v in state.items()}, fail)
+
+
+def check_weight_shapes(cfg: RunConfig, vocab_size: int, shapes: dict[str, tuple[int, ...]], path: str | Path) -> None:
+    """Raise CheckpointError unless ``shapes`` (name -> stored shape) are exactly what ``cfg`` builds."""
+    def fail(problem: str) -> CheckpointError:
+        return CheckpointError(f"{path} {problem}; it was not written by tinylm or was edited, "
+                               "retrain or restore it from a copy")
+
+    if cfg.model.block_size > MAX_BLOCK_SIZE:
+        raise fail(f"declares block_size {cfg.model.block_size}, above the limit of {MAX_BLOCK_SIZE}")
+    _check_shapes(cfg, vocab_size, clean_state_dict(shapes), fail)
 
 
 def _checked_config(data: Any, fail) -> RunConfig:
@@ -83,7 +95,7 @@ def _checked_state(state: Any, fail) -> dict[str, torch.Tensor]:
     return clean_state_dict(state)
 
 
-def _check_shapes(cfg: RunConfig, vocab_size: int, state: dict[str, torch.Tensor], fail) -> None:
+def _check_shapes(cfg: RunConfig, vocab_size: int, state: dict[str, tuple[int, ...]], fail) -> None:
     if cfg.model.kind == "transformer" and cfg.model.n_layer > len(state):
         raise fail(f"declares n_layer {cfg.model.n_layer} but holds only {len(state)} tensors")
     with torch.device("meta"):  # shapes only: nothing is allocated, whatever the config says
@@ -94,7 +106,7 @@ def _check_shapes(cfg: RunConfig, vocab_size: int, state: dict[str, torch.Tensor
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise fail(f"has weights that do not fit its config ({detail})")
     for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
+        if tuple(state[key]) != shape:
             vocab = " (does the tokenizer match the weights?)" if vocab_size in shape else ""
-            raise fail(f"has {key} of shape {tuple(state[key].shape)} but its config and tokenizer "
+            raise fail(f"has {key} of shape {tuple(state[key])} but its config and tokenizer "
                        f"need {shape}{vocab}")
