@@ -102,6 +102,7 @@ GPUS = [{"id": "NVIDIA GeForce RTX 4090", "displayName": "RTX 4090", "memoryInGb
 class FakeRunPod:
     def __init__(self, ssh_port: int, authorized_keys: Path, api_key: str | None = None):
         self.ssh_port = ssh_port  # what pods publish for 22/tcp; set to a closed port for "never reachable"
+        self.public_ip = "127.0.0.1"  # what pods publish as their address (a test may make it hostile)
         self.authorized_keys = authorized_keys
         self.api_key = api_key or f"rp_test_{secrets.token_hex(12)}"  # the only valid key
         self.starting_polls = 1  # `pod` answers without a runtime this many times first, like a booting pod
@@ -151,7 +152,7 @@ class FakeRunPod:
         if pod["polls"] > self.starting_polls:
             runtime = {"ports": [{"ip": "10.0.0.5", "isIpPublic": False, "privatePort": 22, "publicPort": 22,
                                   "type": "tcp"},
-                                 {"ip": "127.0.0.1", "isIpPublic": True, "privatePort": 22,
+                                 {"ip": self.public_ip, "isIpPublic": True, "privatePort": 22,
                                   "publicPort": self.ssh_port, "type": "tcp"}]}
         return {"pod": {"id": pod["id"], "desiredStatus": pod["status"], "costPerHr": 0.69,
                         "machine": {"gpuDisplayName": pod["gpu"]}, "runtime": runtime}}

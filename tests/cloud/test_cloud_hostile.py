@@ -66,6 +66,14 @@ def test_ssh_user_or_host_that_is_an_option_is_refused(project, tmp_path):
     assert argv[-3:] == ["--", "root@127.0.0.1", "true"]
 
 
+def test_a_hostile_address_from_runpod_is_refused_and_the_pod_terminated(project, tmp_path):
+    marker = tmp_path / "pwned"
+    project.api.public_ip = f"-oProxyCommand=touch${{IFS}}{marker}"
+    result = project.main("up", "--wait-timeout", "5")
+    assert result.returncode == 2 and "is not allowed" in result.stderr and "was terminated" in result.stderr
+    assert project.api.calls["podTerminate"] == 1 and not list(tmp_path.glob("pwned*"))
+
+
 def test_state_file_is_checked_when_read(project, tmp_path):
     marker = tmp_path / "pwned"
     state = project.work / ".tinylm" / "cloud.json"

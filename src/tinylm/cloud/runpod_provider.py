@@ -113,10 +113,12 @@ class RunPodProvider:
         pod = self.pod(pod_id)
         if pod is None:
             raise CloudError(f"pod {pod_id} no longer exists on RunPod; start another with `tinylm cloud up`")
-        ports = ((pod.get("runtime") or {}).get("ports")) or []
-        for port in ports:
-            if port.get("privatePort") == 22 and port.get("isIpPublic") and port.get("type") == "tcp":
-                return port["ip"], int(port["publicPort"])
+        try:
+            for port in ((pod.get("runtime") or {}).get("ports")) or []:
+                if port.get("privatePort") == 22 and port.get("isIpPublic") and port.get("type") == "tcp":
+                    return str(port["ip"]), int(port["publicPort"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise CloudError(f"RunPod answered an unreadable port list for pod {pod_id}") from None
         return None
 
     def terminate(self, pod_id: str) -> bool:

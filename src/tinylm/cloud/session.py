@@ -114,7 +114,7 @@ def _up_pod(state: CloudState, opts: UpOptions, log) -> Target:
             state.target["watchdog_pid"] = install_watchdog(target, opts.max_minutes)
             state.target["stops_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + opts.max_minutes * 60))
             state.save()
-    except (CloudError, KeyboardInterrupt) as exc:
+    except (TinyLMError, KeyboardInterrupt) as exc:  # any failure: a pod we cannot use must not bill on
         provider.terminate(pod_id)
         state.target = {}
         state.save()

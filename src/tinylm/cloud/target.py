@@ -117,8 +117,11 @@ class Target:
 
 def files_to_sync(project: Path) -> list[str]:
     """Paths (relative to ``project``) to send: ``git ls-files`` in a checkout, else ``SYNC_ALLOW``."""
-    listed = subprocess.run(["git", "-C", str(project), "ls-files", "-z", "--cached"], capture_output=True,
-                            check=False, stdin=subprocess.DEVNULL)
+    try:
+        listed = subprocess.run(["git", "-C", str(project), "ls-files", "-z", "--cached"], capture_output=True,
+                                check=False, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:  # no git installed: the allow-list
+        listed = subprocess.CompletedProcess([], 127, b"", b"")
     if listed.returncode == 0:
         names = [n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
         if not names:
