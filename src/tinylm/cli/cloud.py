@@ -78,7 +78,8 @@ def _run_training(state, args, cfg, ctx: dict) -> None:
     if args.attach:
         ctx["job"], ctx["out"] = job_from(state, target, args.name)
     else:
-        opts = LaunchOptions(args.name, args.out, args.remote_python, args.sample_chars, args.preset or "custom")
+        opts = LaunchOptions(args.name, args.out, args.remote_python, args.sample_chars, args.preset or "custom",
+                             args.install_torch)
         ctx["job"] = launch(target, state, cfg, opts)
         ctx["out"] = Path(state.job["local_out"])
     finish(target, ctx["job"], ctx["out"])
@@ -110,10 +111,12 @@ def _down_after_train(state, ctx: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinylm.cli.common import config_from_args
     from tinylm.cloud.job import ConnectionDropped, check_name
-    from tinylm.cloud.session import CloudState, state_dir
+    from tinylm.cloud.session import CloudState, check_run_inputs, state_dir
 
     state = CloudState.load(state_dir())
     cfg = None if args.attach else config_from_args(args)[0]  # a bad config fails here, before any pod
+    if cfg is not None:
+        check_run_inputs(cfg)  # and a bad --data file too, before any pod or upload
     if args.name is not None:
         check_name(args.name)
     ctx: dict = {}
@@ -217,6 +220,9 @@ def register(subparsers) -> None:
     train.add_argument("--down", action="store_true", help="terminate the pod when the run ends, whatever happens")
     train.add_argument("--attach", action="store_true", help="reconnect to the last run: stream, then fetch")
     train.add_argument("--sample-chars", type=int, default=0, metavar="N", help="characters to sample at the end")
+    train.add_argument("--install-torch", action="store_true",
+                       help="on a machine without torch, pip install this laptop's torch version (GBs); "
+                            "without it such a machine is an error")
     train.set_defaults(handler=cmd_train)
     for name, handler, text in [("status", cmd_status, "what is up, and the last run"),
                                 ("down", cmd_down, "terminate the pod (idempotent)")]:

@@ -3,7 +3,7 @@
 The notebook's helpers, working for real (after ``tinylm cloud up``, or with ``host="user@ip:port"``)::
 
     from tinylm.cloud import sync_to_pod, run_on_pod
-    sync_to_pod()                                              # rsync this checkout to ~/tinylm on the pod
+    sync_to_pod()                                              # rsync the tracked files to ~/tinylm on the pod
     run_on_pod("python -m tinylm train --preset attention-1")  # output streamed; True on exit code 0
 
 Underneath, a typed API: ``Target`` (``sync``, ``run``, ``fetch``, ``terminate``), ``RemoteJob`` and
@@ -32,7 +32,7 @@ def current_target(host: str | None = None) -> Target:
 
 
 def sync_to_pod(host: str | None = None) -> bool:
-    """Copy this tinylm checkout to the pod (skipping .venv, .git, runs). True when it worked."""
+    """Copy this tinylm checkout's tracked files (``git ls-files``) to the pod. True when it worked."""
     try:
         current_target(host).sync()
     except TinyLMError as exc:

@@ -25,11 +25,30 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 VENV_PYTHON = ".venv/bin/python"
 # RunPod's PyTorch images already have torch: a venv that sees it, then tinylm's own dependencies.
 # Where python3 has no venv module (no ensurepip), .venv/bin/python is a link to python3 itself.
+# A machine without torch stops with NO_TORCH_EXIT unless asked to install one: pip would otherwise
+# pull a multi-GB CUDA build as a side effect of `pip install -e .`.
+NO_TORCH_EXIT = 95
 SETUP_VENV = ("if [ ! -x .venv/bin/python ]; then python3 -m venv --system-site-packages .venv 2>/dev/null || "
               '{ rm -rf .venv && mkdir -p .venv/bin && ln -s "$(command -v python3)" .venv/bin/python; }; fi && '
+              "if ! .venv/bin/python -c 'import torch' 2>/dev/null; then TORCH_STEP; fi && "
               "if ! cmp -s pyproject.toml .venv/.tinylm-installed; then "
               ".venv/bin/python -m pip install --quiet --disable-pip-version-check -e . && "
               "cp pyproject.toml .venv/.tinylm-installed; fi")
+PIP_TORCH = ".venv/bin/python -m pip install --quiet --disable-pip-version-check {spec}"
+
+
+def local_torch_version() -> str:
+    """This laptop's torch release without its local build tag (2.13.0+cpu -> 2.13.0)."""
+    import torch
+
+    return torch.__version__.split("+")[0]
+
+
+def setup_script(install_torch: bool) -> str:
+    """SETUP_VENV, either refusing (exit NO_TORCH_EXIT) or installing this laptop's torch version where none is."""
+    step = (PIP_TORCH.format(spec=shlex.quote(f"torch=={local_torch_version()}")) if install_torch
+            else f"exit {NO_TORCH_EXIT}")
+    return SETUP_VENV.replace("TORCH_STEP", step)
 
 
 class ConnectionDropped(CloudError):
@@ -50,6 +69,7 @@ class RemoteJob:
     data_dir: str | None = None  # remote TINYLM_DATA_DIR (relative to remote_dir), if we pushed a corpus
     sample_chars: int = 0
     nproc: int = 1  # DDP ranks: `tinylm train --nproc N` runs torchrun on N GPUs
+    install_torch: bool = False  # a machine without torch gets torch==(this laptop's version)
 
     @property
     def job_dir(self) -> str:
@@ -63,7 +83,13 @@ class RemoteJob:
         """Install tinylm remotely unless ``python`` was given (e.g. a machine that has everything)."""
         if self.python is not None:
             return
-        result = self.target.run(SETUP_VENV)
+        result = self.target.run(setup_script(self.install_torch))
+        if result.returncode == NO_TORCH_EXIT:
+            version = local_torch_version()
+            raise CloudError(f"{self.target.ssh.address} has no torch, and pip would download a multi-GB build "
+                             f"there; install it yourself (pip install torch=={version}, this laptop's version), "
+                             "pass --remote-python PATH for an interpreter that has it, or rerun with "
+                             f"--install-torch to install torch=={version}")
         if result.returncode != 0:
             raise CloudError(f"installing tinylm on {self.target.ssh.address} failed (exit code {result.returncode}); "
                              "see the output above, or pass --remote-python PATH for an interpreter that has torch")

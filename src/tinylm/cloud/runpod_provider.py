@@ -8,11 +8,16 @@
 RunPod's ``ssh.runpod.io`` proxy only serves interactive terminals (no commands, no rsync), so pods are
 created with a public IP and 22/tcp exposed, and reached directly. The SDK sends GraphQL to
 ``$RUNPOD_API_BASE_URL`` (default https://api.runpod.io); the tests point it at a local stand-in.
+
+The SDK pastes values between double quotes of its query text, so every string we hand it goes
+through ``gql()`` first (GraphQL string escapes are JSON's): a directory named
+``q", gpuCount: 8, name: "z`` stays a name instead of becoming arguments.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from typing import Any, Iterator
 
@@ -22,6 +27,11 @@ DEFAULT_GPU = "NVIDIA GeForce RTX 4090"
 DEFAULT_IMAGE = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
 KEY_HELP = ("create an API key at https://www.runpod.io/console/user/settings (API Keys), then "
             "`export RUNPOD_API_KEY=...`; or use --host user@ip[:port] for any SSH machine")
+
+
+def gql(value: str) -> str:
+    """``value`` escaped for the inside of a GraphQL string literal (quotes, backslashes, control chars)."""
+    return json.dumps(str(value))[1:-1]
 
 
 class CloudError(TinyLMError):
@@ -76,7 +86,7 @@ class RunPodProvider:
     def check_gpu(self, gpu: str) -> None:
         with self._api("checking the GPU type") as runpod:
             try:
-                runpod.get_gpu(gpu, api_key=self._api_key)
+                runpod.get_gpu(gql(gpu), api_key=self._api_key)
                 return
             except ValueError:
                 pass
@@ -86,10 +96,9 @@ class RunPodProvider:
         """A pod with a public IP, sshd on 22/tcp and our key authorised; returns its id."""
         self.check_gpu(gpu)
         with self._api("creating the pod") as runpod:
-            pod = runpod.create_pod(name, image, gpu, cloud_type="ALL", support_public_ip=True, start_ssh=True,
-                                    gpu_count=gpu_count,
-                                    container_disk_in_gb=disk_gb, volume_in_gb=0, ports="22/tcp",
-                                    env={"PUBLIC_KEY": public_key})
+            pod = runpod.create_pod(gql(name), gql(image), gql(gpu), cloud_type="ALL", support_public_ip=True,
+                                    start_ssh=True, gpu_count=int(gpu_count), container_disk_in_gb=int(disk_gb),
+                                    volume_in_gb=0, ports="22/tcp", env={"PUBLIC_KEY": gql(public_key)})
         if not pod or not pod.get("id"):
             raise CloudError(f"RunPod did not create a pod (answer: {pod!r}); try another --gpu or later")
         return pod["id"]
@@ -97,17 +106,19 @@ class RunPodProvider:
     def pod(self, pod_id: str) -> dict[str, Any] | None:
         """The pod's record, or None once it is gone."""
         with self._api("reading the pod") as runpod:
-            return runpod.get_pod(pod_id, api_key=self._api_key)
+            return runpod.get_pod(gql(pod_id), api_key=self._api_key)
 
     def ssh_endpoint(self, pod_id: str) -> tuple[str, int] | None:
         """(public ip, public port) mapped to the pod's 22/tcp, or None while it is starting."""
         pod = self.pod(pod_id)
         if pod is None:
             raise CloudError(f"pod {pod_id} no longer exists on RunPod; start another with `tinylm cloud up`")
-        ports = ((pod.get("runtime") or {}).get("ports")) or []
-        for port in ports:
-            if port.get("privatePort") == 22 and port.get("isIpPublic") and port.get("type") == "tcp":
-                return port["ip"], int(port["publicPort"])
+        try:
+            for port in ((pod.get("runtime") or {}).get("ports")) or []:
+                if port.get("privatePort") == 22 and port.get("isIpPublic") and port.get("type") == "tcp":
+                    return str(port["ip"]), int(port["publicPort"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise CloudError(f"RunPod answered an unreadable port list for pod {pod_id}") from None
         return None
 
     def terminate(self, pod_id: str) -> bool:
@@ -115,5 +126,5 @@ class RunPodProvider:
         if self.pod(pod_id) is None:
             return False
         with self._api("terminating the pod") as runpod:
-            runpod.terminate_pod(pod_id)
+            runpod.terminate_pod(gql(pod_id))
         return True

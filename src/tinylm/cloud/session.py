@@ -26,8 +26,8 @@ from tinylm.cloud.runpod_provider import DEFAULT_GPU, DEFAULT_IMAGE, CloudError,
 from tinylm.cloud.ssh import ProjectKeys, SSHTarget, probe
 from tinylm.cloud.state import CloudState
 from tinylm.cloud.target import DEFAULT_REMOTE_DIR, Target, install_watchdog, wait_for_ssh
-from tinylm.config import RunConfig
-from tinylm.data import data_dir
+from tinylm.config import RunConfig, validate
+from tinylm.data import data_dir, read_text
 from tinylm.errors import DataError, TinyLMError
 
 REMOTE_PYTHON_ENV = "TINYLM_CLOUD_REMOTE_PYTHON"  # e.g. a machine that already has torch and tinylm's deps
@@ -55,6 +55,7 @@ class LaunchOptions:
     remote_python: str | None = None
     sample_chars: int = 0
     label: str = "custom"  # the preset name, for the default run name
+    install_torch: bool = False  # on a machine without torch, install torch==(this laptop's version)
 
 
 def state_dir() -> Path:
@@ -86,8 +87,10 @@ def _up_host(state: CloudState, opts: UpOptions) -> Target:
     if state.target.get("pod_id"):  # keep the pod's record: forgetting it would leak a billing pod
         return target
     s = target.ssh
+    same = (state.target.get("host"), state.target.get("port")) == (s.host, s.port)
+    python = opts.remote_python or (state.target.get("remote_python") if same else None)  # `up --remote-python` sticks
     state.target = {"provider": "ssh", "user": s.user, "host": s.host, "port": s.port,
-                    "remote_dir": target.remote_dir, "remote_python": opts.remote_python, "gpus": opts.gpus}
+                    "remote_dir": target.remote_dir, "remote_python": python, "gpus": opts.gpus}
     state.save()
     return target
 
@@ -111,7 +114,7 @@ def _up_pod(state: CloudState, opts: UpOptions, log) -> Target:
             state.target["watchdog_pid"] = install_watchdog(target, opts.max_minutes)
             state.target["stops_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + opts.max_minutes * 60))
             state.save()
-    except (CloudError, KeyboardInterrupt) as exc:
+    except (TinyLMError, KeyboardInterrupt) as exc:  # any failure: a pod we cannot use must not bill on
         provider.terminate(pod_id)
         state.target = {}
         state.save()
@@ -173,6 +176,13 @@ def take_down(state: CloudState, target: Target | None, log=print) -> None:
         state.save()
 
 
+def check_run_inputs(cfg: RunConfig) -> None:
+    """The config and the --data file, checked here before any pod is made or byte is sent."""
+    validate(cfg)
+    if cfg.train.data:
+        read_text(Path(cfg.train.data).expanduser())  # missing, empty, not UTF-8: DataError now, not remotely
+
+
 def _push_data(target: Target, cfg: RunConfig, job: RemoteJob) -> None:
     """Send the corpus along: the user's --data file, or our cached Tiny Shakespeare."""
     if cfg.train.data:
@@ -190,14 +200,15 @@ def _push_data(target: Target, cfg: RunConfig, job: RemoteJob) -> None:
 
 def launch(target: Target, state: CloudState, cfg: RunConfig, opts: LaunchOptions, log=print) -> RemoteJob:
     """Sync the project, data and config (a file), install tinylm, start the run detached."""
+    check_run_inputs(cfg)
     name = check_name(opts.name or f"{opts.label}-{time.strftime('%Y%m%d-%H%M%S')}")
     local_out = Path(opts.out or Path("runs") / name)
     if (local_out / CHECKPOINT_NAME).exists():
         raise TinyLMError(f"{local_out} already holds a run; choose another --name or --out")
     python = opts.remote_python or os.environ.get(REMOTE_PYTHON_ENV) or state.target.get("remote_python")
-    job = RemoteJob(target, name, python, sample_chars=opts.sample_chars, nproc=int(state.target.get("gpus", 1)))
-    log(f"syncing the project to {target.ssh.address}:{target.remote_dir}")
-    target.sync()
+    job = RemoteJob(target, name, python, sample_chars=opts.sample_chars, nproc=int(state.target.get("gpus", 1)),
+                    install_torch=opts.install_torch)
+    target.sync(log=log)
     _push_data(target, cfg, job)
     config_file = state.state_dir / "jobs" / name / "config.json"
     atomic_write_text(config_file, json.dumps(cfg.to_dict(), indent=2))

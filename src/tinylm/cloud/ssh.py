@@ -1,7 +1,7 @@
 """Real ``ssh`` and ``rsync`` command lines for a pod or any SSH machine.
 
     target = SSHTarget.parse("root@203.0.113.7:22022", keys=ProjectKeys.ensure(Path(".tinylm")))
-    subprocess.run(target.ssh_argv("nvidia-smi"))             # ['ssh', '-i', ..., '-p', '22022', 'root@...', 'nvidia-smi']
+    subprocess.run(target.ssh_argv("nvidia-smi"))             # ['ssh', '-i', ..., '-p', '22022', '-T', '--', 'root@...', 'nvidia-smi']
     subprocess.run(target.rsync_argv(["src/"], "tinylm/src/"))  # push, over the same ssh options
 
 The project's own ed25519 key (mode 0600) lives in ``.tinylm/id_ed25519``; host keys are pinned in
@@ -21,7 +21,18 @@ from pathlib import Path
 from tinylm.errors import TinyLMError
 
 SECRET_ENV = ("RUNPOD_API_KEY",)
+_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
 _HOST_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
+
+
+def check_address(user: object, host: object, port: object) -> None:
+    """Refuse what ssh would read as an option (``-oProxyCommand=...``) or that could split an argument."""
+    for name, value in (("user", user), ("host", host)):
+        if not isinstance(value, str) or not value or value.startswith("-") or _UNSAFE.search(value):
+            raise TinyLMError(f"ssh {name} {value!r} is not allowed: it must be non-empty, not start with '-' "
+                              "and hold no spaces or control characters (e.g. root@203.0.113.7:22022)")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise TinyLMError(f"ssh port must be 1-65535, got {port!r}")
 
 
 def clean_env() -> dict[str, str]:
@@ -72,15 +83,16 @@ class SSHTarget:
     only_project_key: bool = True  # pods: our key only; --host machines may also use the user's own keys
     connect_timeout: int = 10
 
+    def __post_init__(self) -> None:
+        check_address(self.user, self.host, self.port)
+
     @classmethod
     def parse(cls, spec: str, keys: ProjectKeys, only_project_key: bool = False) -> "SSHTarget":
         match = _HOST_RE.match(spec.strip())
         if not match:
             raise TinyLMError(f"--host must look like user@ip[:port] (e.g. root@203.0.113.7:22022), got {spec!r}")
-        port = int(match["port"] or 22)
-        if not 0 < port < 65536:
-            raise TinyLMError(f"--host port must be 1-65535, got {port}")
-        return cls(match["user"] or "root", match["host"].strip("[]"), port, keys, only_project_key)
+        return cls(match["user"] or "root", match["host"].strip("[]"), int(match["port"] or 22), keys,
+                   only_project_key)
 
     @property
     def address(self) -> str:
@@ -97,7 +109,8 @@ class SSHTarget:
 
     def ssh_argv(self, remote_command: str | None = None, tty: bool = False) -> list[str]:
         """``ssh`` argv; ``remote_command`` is shell text the caller built with ``shlex.quote``."""
-        argv = ["ssh", *self.options(), "-p", str(self.port), "-t" if tty else "-T", f"{self.user}@{self.host}"]
+        # "--": nothing after it is an option, whatever the destination holds
+        argv = ["ssh", *self.options(), "-p", str(self.port), "-t" if tty else "-T", "--", f"{self.user}@{self.host}"]
         return argv + ([remote_command] if remote_command is not None else [])
 
     def remote_spec(self, path: str) -> str:
@@ -105,10 +118,13 @@ class SSHTarget:
         return f"{self.user}@{host}:{path}"
 
     def rsync_argv(self, sources: list[str], dest: str, excludes: tuple[str, ...] = (), pull: bool = False,
-                   filters: tuple[str, ...] = ()) -> list[str]:
-        """``rsync -a`` over our ssh options. Push ``sources`` to remote ``dest``, or pull remote ``sources``."""
+                   filters: tuple[str, ...] = (), files_from: str | None = None) -> list[str]:
+        """``rsync -a`` over our ssh options. Push ``sources`` to remote ``dest``, or pull remote ``sources``.
+
+        ``files_from``: a local file of NUL-separated paths (relative to the one source dir) to send, no others."""
         rsh = shlex.join(["ssh", *self.options(), "-p", str(self.port)])
         argv = ["rsync", "-a", "--partial", "-e", rsh]
+        argv += ["--from0", f"--files-from={files_from}"] if files_from else []  # NUL-separated: any file name
         argv += [f"--filter={rule}" for rule in filters] + [f"--exclude={pattern}" for pattern in excludes]
         if pull:
             return argv + [self.remote_spec(src) for src in sources] + [dest]

@@ -1,18 +1,22 @@
 """A machine to train on: a RunPod pod or any SSH host, with ``sync``, ``run``, ``fetch`` and ``terminate``.
 
     target = Target(SSHTarget.parse("root@203.0.113.7:22022", ProjectKeys.ensure(Path(".tinylm"))))
-    target.sync()                               # rsync this tinylm checkout to ~/tinylm on the machine
+    target.sync()                               # rsync this checkout's tracked files to ~/tinylm there
     target.run("nvidia-smi")                    # streamed; returns the remote exit code
     target.fetch("runs/a1", Path("runs/a1"))    # rsync a remote dir back
     target.terminate()                          # pods: terminate; plain hosts: nothing to do
 
 Remote paths are relative to ``remote_dir`` (itself relative to the login's home unless absolute).
+``sync`` sends only what git tracks (``git ls-files``), never an untracked ``.env``, ``id_rsa`` or
+``secrets.json``; outside a git checkout only ``SYNC_ALLOW`` (pyproject.toml, README.md, src/...).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +26,9 @@ from tinylm.cloud.runpod_provider import CloudError, RunPodProvider
 from tinylm.cloud.ssh import ProjectKeys, SSHTarget, clean_env, describe_ssh_failure, probe
 
 DEFAULT_REMOTE_DIR = "tinylm"
-SYNC_EXCLUDES = (".git", ".venv", "runs", ".tinylm", "__pycache__", "*.egg-info", ".pytest_cache",
-                 "node_modules", "build", "dist", ".ipynb_checkpoints")
-SYNC_FILTERS = (":- .gitignore",)  # also skip whatever the project's .gitignore files ignore
+# Outside a git checkout, the files a remote `pip install -e .` and `python -m tinylm` need, and no others.
+SYNC_ALLOW = ("pyproject.toml", "README.md", "LICENSE", "src")
+SYNC_SKIP_PARTS = ("__pycache__", ".egg-info")
 NEEDS_RSYNC = ("command -v rsync >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq rsync) "
                ">/dev/null 2>&1; } || { echo 'rsync is missing on the remote machine: install it there' >&2; exit 98; }")
 POLL_SECONDS = 2.0
@@ -86,12 +90,17 @@ class Target:
         self.check(f"mkdir -p -- {shlex.quote(dest)} && {NEEDS_RSYNC}", "preparing the remote directory")
         self._rsync(self.ssh.rsync_argv(sources, f"{self.remote_dir}/{dest}"), "to")
 
-    def sync(self, project: Path | None = None) -> None:
-        """Copy the project (skipping .venv, .git, runs and git-ignored files) into ``remote_dir``."""
+    def sync(self, project: Path | None = None, log=print) -> None:
+        """Copy the project's tracked files (see ``files_to_sync``) into ``remote_dir``, saying how much first."""
         project = project or project_root()
+        files = files_to_sync(project)
+        size = sum((project / f).stat().st_size for f in files)
+        log(f"sending {len(files)} files ({size / 1e6:.1f} MB) from {project} to {self.ssh.address}:{self.remote_dir}")
         self.check(NEEDS_RSYNC, "checking for rsync")
-        argv = self.ssh.rsync_argv([f"{project}/"], f"{self.remote_dir}/", SYNC_EXCLUDES, filters=SYNC_FILTERS)
-        self._rsync(argv, "to")
+        with tempfile.NamedTemporaryFile("w", suffix=".files", encoding="utf-8", errors="surrogateescape") as listing:
+            listing.write("".join(f + "\0" for f in files))
+            listing.flush()
+            self._rsync(self.ssh.rsync_argv([f"{project}/"], f"{self.remote_dir}/", files_from=listing.name), "to")
 
     def fetch(self, remote_path: str, local_dir: Path) -> None:
         """Copy the remote directory ``remote_dir/remote_path`` into ``local_dir``."""
@@ -104,6 +113,30 @@ class Target:
             return False
         self.provider = self.provider or RunPodProvider.from_env()
         return self.provider.terminate(self.pod_id)
+
+
+def files_to_sync(project: Path) -> list[str]:
+    """Paths (relative to ``project``) to send: ``git ls-files`` in a checkout, else ``SYNC_ALLOW``."""
+    try:
+        listed = subprocess.run(["git", "-C", str(project), "ls-files", "-z", "--cached"], capture_output=True,
+                                check=False, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:  # no git installed: the allow-list
+        listed = subprocess.CompletedProcess([], 127, b"", b"")
+    if listed.returncode == 0:
+        names = [n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+        if not names:
+            raise CloudError(f"git tracks no files in {project}, so there is nothing to send; `git add` the "
+                             "project's files (untracked ones are never sent: they may be secrets)")
+    else:
+        names = [str(p.relative_to(project)) for entry in SYNC_ALLOW for p in _walk(project / entry)]
+    return sorted(n for n in names if (project / n).is_file() and not (project / n).is_symlink()
+                  and not any(part in n for part in SYNC_SKIP_PARTS))
+
+
+def _walk(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return [Path(root) / f for root, _, files in os.walk(path) for f in files] if path.is_dir() else []
 
 
 def wait_for_ssh(provider: RunPodProvider, pod_id: str, keys: ProjectKeys, timeout: float) -> SSHTarget:

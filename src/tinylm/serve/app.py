@@ -7,23 +7,30 @@
     curl -sN localhost:8000/api/generate -d '{"prompt": "ROMEO:", "stream": true}'   # server-sent events
     curl -s localhost:8000/api/next-char -d '{"text": "ROMEO", "k": 15}'
 
-Bad requests (unseen characters, out-of-range parameters, too many tokens, wrong types) get HTTP 400
-with ``{"error": "..."}``. Binds 127.0.0.1 unless ``--host`` says otherwise.
+Bodies are JSON whatever their Content-Type (``curl -d`` sends a form type). Bad requests (not UTF-8,
+not JSON, unknown fields, wrong types, unseen characters, out-of-range parameters, too many tokens)
+get HTTP 400 with ``{"error": "..."}``; a body over 256 KB gets 413 before it is parsed. At most
+``max_generations`` generations run at once (``queue`` more wait); beyond that, 503 with Retry-After.
+A client that disconnects stops its generation. Binds 127.0.0.1 unless ``--host`` says otherwise.
 """
 
 import json
+import os
+import threading
+from collections.abc import Callable
 from importlib import resources
-from typing import Iterator, Optional
 
 import torch
 
 from tinylm.device import model_device
 from tinylm.errors import TinyLMError
-from tinylm.sampling import SamplingOptions, check_seed, next_token_probabilities, sample_texts, stream_text
+from tinylm.sampling import SamplingOptions, check_seed, next_token_probabilities, stream_text
 from tinylm.serve.inspector import add_inspector
+from tinylm.serve.limits import BodyLimit, ClientGone, GenerationSlots, ServerBusy, parse_body
 
 MAX_NEW_TOKENS = 2000  # per request: keeps one request from holding the server for minutes
 MAX_PROMPT_CHARS = 10_000
+DEFAULT_QUEUE = 16  # requests that may wait for a generation slot before the server answers 503
 
 
 def playground_html() -> str:
@@ -54,10 +61,10 @@ def request_models():
         prompt: str = ""
         max_new_tokens: int = 200
         temperature: float = 1.0
-        top_k: Optional[int] = None
-        top_p: Optional[float] = None
-        stop: Optional[str] = None
-        seed: Optional[int] = None
+        top_k: int | None = None
+        top_p: float | None = None
+        stop: str | None = None
+        seed: int | None = None
         stream: bool = False
 
     class NextCharRequest(Strict):
@@ -74,6 +81,8 @@ def add_error_handlers(app) -> None:
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
+    from tinylm.serve.limits import RETRY_AFTER_S
+
     @app.exception_handler(HTTPException)
     async def http_error(_, exc: HTTPException):
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
@@ -81,6 +90,14 @@ def add_error_handlers(app) -> None:
     @app.exception_handler(TinyLMError)
     async def user_error(_, exc: TinyLMError):
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(ServerBusy)
+    async def busy(_, exc: ServerBusy):
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.exception_handler(ClientGone)
+    async def gone(_, exc: ClientGone):
+        return JSONResponse({"error": "client closed the request"}, status_code=499)
 
     @app.exception_handler(RequestValidationError)
     async def bad_json(_, exc: RequestValidationError):
@@ -90,42 +107,58 @@ def add_error_handlers(app) -> None:
         return JSONResponse({"error": f"bad request: {where or 'body'}: {message}"}, status_code=400)
 
 
-def create_app(run_dir: str, device_name: str = "auto"):
+def default_max_generations() -> int:
+    """One generation per core (each uses one torch thread with ``--threads 1``), at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def create_app(run_dir: str, device_name: str = "auto", max_generations: int | None = None,
+               queue: int = DEFAULT_QUEUE):
     """The FastAPI application serving ``run_dir``'s model."""
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, StreamingResponse
+    from starlette.background import BackgroundTask
+    from starlette.concurrency import run_in_threadpool
 
-    from tinylm.device import resolve_device
-    from tinylm.training.rundir import load_run
-
-    model, tokenizer, _, _ = load_run(run_dir, resolve_device(device_name))
+    slots = GenerationSlots(max_generations or default_max_generations(), queue)
     GenerateRequest, NextCharRequest = request_models()
     app = FastAPI(title="tinylm playground")
+    app.add_middleware(BodyLimit)
     add_error_handlers(app)
-    add_inspector(app, run_dir, device_name)  # attention, logit lens, sampling knobs, embeddings, live training
+    # attention, logit lens, sampling knobs, embeddings, live training; `live` reloads a replaced checkpoint
+    live = add_inspector(app, run_dir, device_name)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return playground_html()
 
     @app.get("/api/info")
-    def info() -> dict:
-        return {"vocab": tokenizer.chars, "block_size": model.block_size, "max_new_tokens": MAX_NEW_TOKENS}
+    async def info() -> dict:  # async: answered on the event loop, never queued behind generations
+        model, tokenizer = live.state.model, live.state.tokenizer  # no reload here: it must answer at once
+        return {"vocab": tokenizer.chars, "block_size": model.block_size, "max_new_tokens": MAX_NEW_TOKENS,
+                "generations": slots.info()}
 
     @app.post("/api/generate")
-    def generate(req: GenerateRequest):
+    async def generate(request: Request):
+        req = parse_body(await request.body(), GenerateRequest)
+        loaded = await run_in_threadpool(live.current)  # the newest checkpoint of a run still training
+        model, tokenizer = loaded.model, loaded.tokenizer
         sampling, generator = prepare_generation(req, tokenizer, model)
+        work = generation_work(model, tokenizer, req.prompt, sampling, req.stop, generator)
+        ticket = slots.admit()
         if req.stream:
-            events = stream_events(model, tokenizer, req.prompt, sampling, req.stop, generator)
-            return StreamingResponse(events, media_type="text/event-stream",
+            events = stream_events(slots.stream(ticket, work))
+            return StreamingResponse(events, media_type="text/event-stream", background=BackgroundTask(ticket.release),
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        text = sample_texts(model, tokenizer, req.prompt, sampling, 1, req.stop, generator)[0]
-        return {"prompt": req.prompt, "text": text}
+        return {"prompt": req.prompt, "text": await slots.run(ticket, request, work)}
 
     @app.post("/api/next-char")
-    def next_char(req: NextCharRequest) -> dict:
+    async def next_char(request: Request) -> dict:
+        req = parse_body(await request.body(), NextCharRequest)
+        loaded = await run_in_threadpool(live.current)
+        model, tokenizer = loaded.model, loaded.tokenizer
         check_next_char(req, tokenizer)
-        top = next_token_probabilities(model, tokenizer, req.text, req.k, req.temperature)
+        top = await run_in_threadpool(next_token_probabilities, model, tokenizer, req.text, req.k, req.temperature)
         return {"text": req.text, "probs": [{"char": ch, "p": p} for ch, p in top]}
 
     return app
@@ -140,7 +173,7 @@ def check_next_char(req, tokenizer) -> None:
     SamplingOptions(temperature=req.temperature).validate()
 
 
-def prepare_generation(req, tokenizer, model) -> tuple[SamplingOptions, Optional[torch.Generator]]:
+def prepare_generation(req, tokenizer, model) -> tuple[SamplingOptions, torch.Generator | None]:
     """Validate a /api/generate request (TinyLMError -> 400); its Sampling and seeded generator."""
     check_text(tokenizer, req.prompt, "prompt")
     sampling = SamplingOptions(req.max_new_tokens, req.temperature, req.top_k, req.top_p).validate(MAX_NEW_TOKENS)
@@ -152,10 +185,24 @@ def prepare_generation(req, tokenizer, model) -> tuple[SamplingOptions, Optional
     return sampling, generator
 
 
-def stream_events(model, tokenizer, prompt: str, sampling: SamplingOptions, stop, generator) -> Iterator[str]:
+def generation_work(model, tokenizer, prompt: str, sampling: SamplingOptions, stop, generator) -> Callable:
+    """``work(cancel, emit)`` for GenerationSlots: the continuation, checking ``cancel`` between tokens."""
+    def work(cancel: threading.Event, emit: Callable[[str], None] | None) -> str:
+        text = ""
+        for ch in stream_text(model, tokenizer, prompt, sampling, stop, generator):
+            if cancel.is_set():
+                break
+            text += ch
+            if emit is not None:
+                emit(ch)
+        return text
+    return work
+
+
+async def stream_events(pieces):
     """``char`` events, one per generated character, then one ``done`` event with the whole text."""
     text = ""
-    for ch in stream_text(model, tokenizer, prompt, sampling, stop, generator):
+    async for ch in pieces:
         text += ch
         yield sse("char", {"char": ch})
     yield sse("done", {"text": text})

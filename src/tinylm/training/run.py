@@ -20,7 +20,7 @@ import torch
 from tinylm.config import RunConfig, apply_overrides, validate
 from tinylm.data import BatchLoader, CharTokenizer, load_text, split
 from tinylm.device import resolve_device
-from tinylm.errors import DataError
+from tinylm.errors import CheckpointError, DataError
 from tinylm.evaluate import Evaluator
 from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
@@ -124,8 +124,17 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
                       lr_schedule=schedule_for(cfg), grad_clip=t.grad_clip, grad_accum_steps=t.grad_accum_steps,
                       dtype=t.dtype, dist=dist, callbacks=callbacks, log=log if dist.is_main() else _silent)
     if resume:
-        trainer.load_state_dict(RunDir(run_dir).load_checkpoint(map_location=trainer.device))
+        resume_from(trainer, RunDir(run_dir))
     return trainer
+
+
+def resume_from(trainer: Trainer, run_dir: RunDir) -> None:
+    """Load the optimizer, step and RNG state too; a checkpoint missing them is an error, not a traceback."""
+    try:
+        trainer.load_state_dict(run_dir.load_checkpoint(map_location=trainer.device))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {run_dir.checkpoint} cannot be resumed: its training state is "
+                              f"incomplete or malformed ({type(exc).__name__}: {exc}); start a new run") from None
 
 
 def _silent(_: str) -> None:
@@ -142,6 +151,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     require_trackers(cfg)
     tokenizer = None
     if resume:
+        dist.run_on_main(lambda: RunDir(run_dir).remove_stale_temps())  # left by a kill mid-write
         tokenizer = CharTokenizer.from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])
     corpus = prepare_corpus(cfg, tokenizer)
     if run_dir is not None and not resume:

@@ -1,0 +1,161 @@
+"""``tinylm serve`` under hostile or heavy use (issue 17), through a real server process on 127.0.0.1.
+
+The server runs with ``--max-generations 2 --queue 4 --threads 1``, so 45 concurrent requests keep
+at most 6 generations admitted; everything is bounded in time and stays on this machine. Requests
+go over raw sockets where the test needs to send a lying header or drop a connection mid-request.
+"""
+
+import json
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import TINY
+from tinylm.config import load_config
+from tinylm.training.run import train_run
+
+LONG = json.dumps({"prompt": "the ", "max_new_tokens": 2000}).encode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, data_cache):
+    pytest.importorskip("fastapi", reason="needs tinylm[serve]")
+    from test_serve import wait_until_up
+
+    text = tmp_path_factory.mktemp("text") / "t.txt"
+    text.write_text("ROMEO: the quick brown fox jumps over the lazy dog.\n" * 100, encoding="utf-8")
+    run = tmp_path_factory.mktemp("runs") / "r"
+    train_run(load_config(overrides=TINY + ["max_iters=2", "eval_interval=2", f"data={text}"]), run,
+              progress=False, log=lambda _: None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tinylm", "serve", "--run", str(run), "--port", str(port),
+                             "--device", "cpu", "--threads", "1", "--max-generations", "2", "--queue", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def send(port: int, path: str, body: bytes = b"", headers: dict | None = None, method: str = "POST") -> socket.socket:
+    """Open a connection and send one request; the caller reads (or drops) the answer."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = {"Host": "127.0.0.1", "Connection": "close", "Content-Length": str(len(body)), **(headers or {})}
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in head.items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    return sock
+
+
+def answer(sock: socket.socket) -> tuple[int, dict, bytes]:
+    """(status, lower-cased headers, body) read until the server closes the connection."""
+    data = b""
+    with sock:
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def info(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=30) as response:
+        return json.loads(response.read())["generations"]
+
+
+def wait_idle(port: int, timeout: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        g = info(port)
+        if g["running"] == 0 and g["waiting"] == 0:
+            return time.monotonic() - began
+        time.sleep(0.05)
+    pytest.fail(f"generations still running after {timeout} s: {info(port)}")
+
+
+def test_docstring_curl_examples_work_as_written(server):
+    from tinylm.serve import app
+
+    examples = [line.split("   #")[0].strip() for line in app.__doc__.splitlines() if line.strip().startswith("curl")]
+    assert len(examples) == 3
+    for example in examples:
+        argv = shlex.split(example.replace("localhost:8000", f"127.0.0.1:{server}"))
+        done = subprocess.run(argv + ["--max-time", "60", "-w", "\n%{http_code}"], capture_output=True,
+                              text=True, timeout=90)
+        body, code = done.stdout.rsplit("\n", 1)
+        assert code == "200" and '"error"' not in body, (example, code, body[:200])
+
+
+@pytest.mark.parametrize("path, body, fragment", [
+    ("/api/generate", b'{"prompt": "the", "max_new_tokens": "5"}', "max_new_tokens"),
+    ("/api/generate", b'{"prompt": "the", "max_new_tokens": true}', "max_new_tokens"),
+    ("/api/generate", b'{"prompt": "the", "colour": "red"}', "colour: unknown field"),
+    ("/api/generate", b'{"prompt": "the", "temperature": 1e-40}', "temperature"),
+    ("/api/generate", b'{"prompt": "the", "temperature": NaN}', "NaN"),
+    ("/api/generate", b'{"prompt": "the", "seed": 18446744073709551616}', "seed"),
+    ("/api/generate", b'{"prompt": "th\xff\xfe"}', "not UTF-8"),
+    ("/api/generate", b'["the"]', "JSON object"),
+    ("/api/generate", b'{"prompt": "the"', "not valid JSON"),
+    ("/api/next-char", b'{"text": "the", "k": true}', "k"),
+])
+def test_every_bad_request_is_400_with_one_error(server, path, body, fragment):
+    status, headers, payload = answer(send(server, path, body, {"Content-Type": "application/json"}))
+    assert status == 400 and headers["content-type"] == "application/json", (status, payload)
+    assert list(json.loads(payload)) == ["error"] and fragment in json.loads(payload)["error"], payload
+
+
+def test_a_huge_body_is_refused_before_it_is_sent(server):
+    sock = socket.create_connection(("127.0.0.1", server), timeout=10)
+    sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n" + b"{" * 1000)
+    status, _, payload = answer(sock)  # 100 MB announced, 1 KB sent: the answer cannot wait for the rest
+    assert status == 413 and "larger than" in json.loads(payload)["error"]
+
+
+def test_45_long_generations_leave_page_and_info_responsive_and_drops_stop_them(server):
+    began = time.monotonic()
+    status, _, _ = answer(send(server, "/api/generate", LONG))
+    alone = time.monotonic() - began  # one 2000-token generation with the server to itself
+    assert status == 200
+    socks = [send(server, "/api/generate", LONG) for _ in range(45)]
+    deadline = time.monotonic() + 30
+    while info(server) != {"running": 2, "waiting": 4, "max_running": 2, "max_waiting": 4}:
+        assert time.monotonic() < deadline, info(server)
+    for path in ["/api/info", "/", "/api/info"]:
+        t0 = time.monotonic()
+        urllib.request.urlopen(f"http://127.0.0.1:{server}{path}", timeout=30).read()
+        print(path, f"{time.monotonic() - t0:.3f} s")
+        assert time.monotonic() - t0 < 1.0, (path, time.monotonic() - t0)
+    busy = []
+    for sock in socks:  # the 39 beyond 2 running + 4 waiting were answered 503 at once
+        sock.settimeout(0.2)
+        try:
+            head = sock.recv(4096)
+        except TimeoutError:
+            continue
+        busy.append(head)
+    assert len(busy) == 39 and all(h.startswith(b"HTTP/1.1 503") and b"retry-after: 2" in h.lower() for h in busy)
+    for sock in socks:
+        sock.close()  # six clients give up: their generations must stop, not run 3 x `alone` seconds
+    drained = wait_idle(server, timeout=60)
+    print(f"alone {alone:.2f} s, drained {drained:.2f} s")
+    assert drained < max(alone, 0.5), (drained, alone)
+
+
+def test_a_dropped_stream_stops_its_generation(server):
+    sock = send(server, "/api/generate", json.dumps({"prompt": "the ", "max_new_tokens": 2000, "stream": True})
+                .encode())
+    first = sock.recv(4096)
+    assert first.startswith(b"HTTP/1.1 200") and re.search(rb"text/event-stream", first)
+    assert info(server)["running"] == 1
+    sock.close()
+    wait_idle(server, timeout=5)
