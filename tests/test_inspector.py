@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import pytest
+import torch
 
 from conftest import REPO, TINY
 from runs_helper import append_metric, make_run, metric, replace_checkpoint
@@ -32,8 +33,10 @@ def free_port() -> int:
 
 def start_server(run) -> tuple[str, subprocess.Popen]:
     port = free_port()
+    # the server computes with as many torch threads as this process, so its floats equal probe's here
     proc = subprocess.Popen([sys.executable, "-m", "tinylm", "serve", "--run", str(run), "--port", str(port),
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--device", "cpu", "--threads", str(torch.get_num_threads())],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url, proc)
     return url, proc
