@@ -39,12 +39,12 @@ def child(preset: str, seed: int, overrides: list[str]) -> None:
                       "train_s": train_seconds, "val_loss": val_loss}))
 
 
-def run_seed(preset: str, seed: int, overrides: list[str]) -> dict:
+def run_seed(preset: str, seed: int, overrides: list[str], timeout: float | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--preset", preset, "--seeds", str(seed)]
     out = subprocess.run(cmd + [arg for item in overrides for arg in ("--set", item)],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=timeout).stdout
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from conftest import REPO, TINY
 
 SETS = [arg for item in TINY + ["threads=1"] for arg in ("--set", item)]
@@ -76,3 +77,16 @@ def test_speedrun_prints_each_seed_and_the_median(shakespeare):
     seed_row = next(line for line in out.splitlines() if line.startswith("| 1 |"))
     assert seed_row.split("|")[2].strip() == "3"  # steps
     assert any(line.startswith("| median |") for line in out.splitlines())
+
+
+@pytest.mark.slow
+def test_gpu_report_smoke_runs_every_section_and_writes_the_report(shakespeare, tmp_path):
+    (tmp_path / "model.py").write_text(NANOGPT_STAND_IN)
+    out = run_script("gpu_report.py", "--smoke", "--out", str(tmp_path / "report.md"), "--nanogpt", str(tmp_path))
+    report = (tmp_path / "report.md").read_text()
+    for title in ("## Speedrun", "## Best val in 5 minutes", "## Training speed", "## Sampling"):
+        assert title in report and title in out
+    rows = [line for line in report.splitlines() if line.startswith("| 20")]
+    assert len(rows) == 1 + 1 + 3 + 4  # speedrun, 5 minutes, 3 speed paths (nanoGPT first), 4 sampling
+    assert "nanoGPT" in rows[2] and all("cpu (" in row for row in rows)
+    assert float(rows[0].split("|")[8]) < 6  # the speedrun's full val loss is a real loss
