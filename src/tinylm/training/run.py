@@ -24,6 +24,7 @@ from tinylm.errors import DataError
 from tinylm.evaluate import Evaluator
 from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
+from tinylm.training.averaging import averaging_callbacks
 from tinylm.training.distributed import DistContext, wrap_model
 from tinylm.training.rundir import RunDir
 from tinylm.training.trainer import Callback, ProgressBar, StopAtValLoss, Trainer
@@ -113,9 +114,12 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
     callbacks: list[Callback] = [StopAtValLoss(t.target_val_loss)]
     if progress and dist.is_main():
         callbacks.append(ProgressBar())
+    before_save, after_save = averaging_callbacks(t.ema_decay, t.average_last)  # both empty unless asked for
+    callbacks += before_save
     if run_dir is not None:
         extras = {"config": cfg.to_dict(), "tokenizer": corpus.tokenizer.to_dict()}
         callbacks.append(SaveCheckpoints(RunDir(run_dir), extras))
+    callbacks += after_save
     trainer = Trainer(model, optimizer, train_loader, evaluator, t.max_iters, t.eval_interval,
                       lr_schedule=schedule_for(cfg), grad_clip=t.grad_clip, grad_accum_steps=t.grad_accum_steps,
                       dtype=t.dtype, dist=dist, callbacks=callbacks, log=log if dist.is_main() else _silent)
