@@ -168,14 +168,23 @@ def main(argv=None) -> None:
     report = [f"# GPU report: {card(device)}, torch {torch.__version__}{' (smoke: tiny sizes)' * args.smoke}", ""]
     sections = [("Speedrun", speedrun_rows), ("Best val in 5 minutes", five_minute_rows),
                 ("Training speed", speed_rows), ("Sampling", sampling_rows)]
+    failed: list[str] = []
     for title, section in sections:
         began = elapsed()
-        rows = section(args, device)
+        try:
+            rows = section(args, device)
+        except Exception as exc:  # noqa: BLE001  one failed section (timeout, OOM) must not lose the others
+            failed.append(title)
+            reason = (str(exc).splitlines() or [""])[0]
+            rows = [(f"{stamp(device)} {title}: failed after {elapsed() - began:.0f} s: "
+                     f"{type(exc).__name__}: {reason} |")]
         report += [f"## {title} ({elapsed() - began:.0f} s)", "", *rows, ""]
         print("\n".join(report[-len(rows) - 3:]), flush=True)
     report.append(f"whole command: {elapsed():.0f} s wall; load average {os.getloadavg()[0]:.2f} at the end")
     print(report[-1])
     atomic_write_text(args.out, "\n".join(report) + "\n")
+    if failed:
+        sys.exit(f"gpu_report: failed sections: {', '.join(failed)} (the other rows are in {args.out})")
 
 
 if __name__ == "__main__":
