@@ -22,10 +22,13 @@ from tinylm.sampling import generate
 from tinylm import TransformerLanguageModel
 
 
-def build(positions: str, device: torch.device) -> TransformerLanguageModel:
+NANOGPT_CHAR_SIZE = {"n_embed": 384, "block_size": 256, "n_layer": 6, "n_heads": 6}
+
+
+def build(positions: str, device: torch.device, **size) -> TransformerLanguageModel:
+    """A random-init model, nanogpt-char-sized unless ``size`` says otherwise (n_embed=..., ...)."""
     torch.manual_seed(0)
-    model = TransformerLanguageModel(65, n_embed=384, block_size=256, n_layer=6, n_heads=6,
-                                     rope=positions == "rope")
+    model = TransformerLanguageModel(65, **{**NANOGPT_CHAR_SIZE, **size}, rope=positions == "rope")
     return model.to(device).eval()
 
 

@@ -2,6 +2,12 @@
 
     python benchmarks/speedrun.py --preset cpu-speedrun            # 3 seeds, then the median
     python benchmarks/speedrun.py --preset speedrun --seeds 1 2 3  # on a GPU
+    python benchmarks/speedrun.py --track 60s --nanogpt ~/src/nanoGPT   # CPU track, beside nanoGPT's recipe
+
+CPU tracks (``--track``): ``60s`` is ``cpu-speedrun`` to a full val loss <= 1.65 within 60 s of wall
+time; ``10min`` is ``cpu-10min`` to <= 1.55 within 600 s; each row says whether it made both, and the
+median of the seeds is the track's result. With ``--nanogpt DIR`` every seed also runs nanoGPT's own
+CPU recipe for the same wall budget (benchmarks/nanogpt_cpu.py) in a fresh process.
 
 Each seed runs in a fresh Python process, so "wall s" counts everything from the interpreter's start
 to the final score: imports, reading the corpus, compiling, evaluations and the final exact val loss
@@ -39,40 +45,74 @@ def child(preset: str, seed: int, overrides: list[str]) -> None:
                       "train_s": train_seconds, "val_loss": val_loss}))
 
 
-def run_seed(preset: str, seed: int, overrides: list[str]) -> dict:
+def run_seed(preset: str, seed: int, overrides: list[str], timeout: float | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--preset", preset, "--seeds", str(seed)]
     out = subprocess.run(cmd + [arg for item in overrides for arg in ("--set", item)],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, timeout=timeout).stdout
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**json.loads(out.strip().splitlines()[-1]), "wall_s": wall, "cpu_s": cpu}
 
 
+# CPU tracks (issue 15): preset, full-val-loss target, wall-clock budget in seconds from process start.
+TRACKS = {"60s": ("cpu-speedrun", 1.65, 60.0), "10min": ("cpu-10min", 1.55, 600.0)}
+COLUMNS = ("steps", "tokens", "train_s", "wall_s", "cpu_s", "val_loss")
+
+
+def run_nanogpt(checkout: str, seed: int, budget_s: float) -> dict:
+    """nanoGPT's CPU recipe in a fresh process for the same budget (benchmarks/nanogpt_cpu.py)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nanogpt_cpu.py")
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    out = subprocess.run([sys.executable, script, "--checkout", checkout, "--seed", str(seed),
+                          "--budget-s", str(budget_s)], capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**json.loads(out.strip().splitlines()[-1]), "wall_s": time.perf_counter() - start, "cpu_s": cpu}
+
+
+def print_row(label: str, row: dict, target: float | None, budget: float | None) -> None:
+    verdict = ""
+    if target is not None:
+        verdict = f" {'yes' if row['val_loss'] <= target else 'no'} | {'yes' if row['wall_s'] <= budget else 'no'} |"
+    print(f"| {label} | {row['steps']:,.0f} | {row['tokens']:,.0f} | {row['train_s']:.1f} | {row['wall_s']:.1f} | "
+          f"{row['cpu_s']:.1f} | {row['val_loss']:.4f} |{verdict}", flush=True)
+
+
+def median_row(rows: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in rows) for k in COLUMNS}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="cpu-speedrun")
+    p.add_argument("--track", choices=sorted(TRACKS), help="a CPU track: its preset, target and wall budget")
+    p.add_argument("--nanogpt", metavar="DIR", help="a nanoGPT checkout: its CPU recipe runs each seed too")
     p.add_argument("--seeds", type=int, nargs="+", default=[1337, 1, 2])
     p.add_argument("--set", action="append", default=[], help="config override key=value")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return child(args.preset, args.seeds[0], args.set)
-    rows = []
-    print(f"preset {args.preset} {' '.join(args.set)}; load average {os.getloadavg()[0]:.2f} at start")
-    print("| seed | steps | tokens | train s | wall s | cpu s | full val loss |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    preset, target, budget = TRACKS[args.track] if args.track else (args.preset, None, None)
+    print(f"preset {preset} {' '.join(args.set)}; load average {os.getloadavg()[0]:.2f} at start")
+    if target is not None:
+        print(f"track {args.track}: full val loss <= {target} within {budget:.0f} s of wall time, median of seeds")
+    extra = (" <= target | in budget |", " --- | --- |") if target is not None else ("", "")
+    print(f"| seed | steps | tokens | train s | wall s | cpu s | full val loss |{extra[0]}")
+    print(f"| --- | --- | --- | --- | --- | --- | --- |{extra[1]}")
+    rows, nano_rows = [], []
     for seed in args.seeds:
-        row = run_seed(args.preset, seed, args.set)
-        rows.append(row)
-        print(f"| {seed} | {row['steps']} | {row['tokens']:,} | {row['train_s']:.1f} | {row['wall_s']:.1f} | "
-              f"{row['cpu_s']:.1f} | {row['val_loss']:.4f} |", flush=True)
-    med = {k: statistics.median(r[k] for r in rows) for k in ("steps", "tokens", "train_s", "wall_s", "cpu_s",
-                                                                "val_loss")}
-    print(f"| median | {med['steps']:.0f} | {med['tokens']:,.0f} | {med['train_s']:.1f} | {med['wall_s']:.1f} | "
-          f"{med['cpu_s']:.1f} | {med['val_loss']:.4f} |")
+        rows.append(run_seed(preset, seed, args.set))
+        print_row(str(seed), rows[-1], target, budget)
+        if args.nanogpt:
+            nano_rows.append(run_nanogpt(args.nanogpt, seed, budget or 60.0))
+            print_row(f"nanoGPT {seed}", nano_rows[-1], target, budget or 60.0)
+    print_row("median", median_row(rows), target, budget)
+    if nano_rows:
+        print_row("nanoGPT median", median_row(nano_rows), target, budget or 60.0)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
 
 

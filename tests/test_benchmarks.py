@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from conftest import REPO, TINY
 
 SETS = [arg for item in TINY + ["threads=1"] for arg in ("--set", item)]
@@ -86,3 +87,28 @@ def test_compress_trains_then_prints_both_tables(small_text, tmp_path):
     out = run_script("compress.py", "--out", str(tmp_path / "run"), *sets, "--second", str(second))
     assert "| tinylm |" in out and "| model's exact val loss |" in out and "second.txt" in out
     assert out.count("| tinylm --adapt") == 2
+@pytest.mark.slow
+def test_gpu_report_smoke_runs_every_section_and_writes_the_report(shakespeare, tmp_path):
+    (tmp_path / "model.py").write_text(NANOGPT_STAND_IN)
+    out = run_script("gpu_report.py", "--smoke", "--out", str(tmp_path / "report.md"), "--nanogpt", str(tmp_path))
+    report = (tmp_path / "report.md").read_text()
+    for title in ("## Speedrun", "## Best val in 5 minutes", "## Training speed", "## Sampling"):
+        assert title in report and title in out
+    rows = [line for line in report.splitlines() if line.startswith("| 20")]
+    assert len(rows) == 1 + 1 + 3 + 4  # speedrun, 5 minutes, 3 speed paths (nanoGPT first), 4 sampling
+    assert "nanoGPT" in rows[2] and all("cpu (" in row for row in rows)
+    assert float(rows[0].split("|")[8]) < 6  # the speedrun's full val loss is a real loss
+
+
+@pytest.mark.slow
+def test_speedrun_track_judges_target_and_budget_beside_nanogpts_recipe(shakespeare, tmp_path):
+    (tmp_path / "model.py").write_text(NANOGPT_STAND_IN)
+    out = run_script("speedrun.py", "--track", "60s", "--seeds", "1", "--nanogpt", str(tmp_path),
+                     "--set", "max_iters=3", "--set", "lr_decay_iters=3", "--set", "warmdown_iters=1",
+                     "--set", "warmup_iters=1", *SETS)
+    assert "full val loss <= 1.65 within 60 s" in out
+    ours = next(line for line in out.splitlines() if line.startswith("| 1 |")).split("|")
+    assert ours[2].strip() == "3" and ours[8].strip() == "no" and ours[9].strip() in ("yes", "no")
+    nano = next(line for line in out.splitlines() if line.startswith("| nanoGPT 1 |")).split("|")
+    assert 0 < int(nano[2].replace(",", "")) <= 2000 and 0 < float(nano[7]) < 6
+    assert any(line.startswith("| nanoGPT median |") for line in out.splitlines())

@@ -80,6 +80,8 @@ class TrainConfig:
     muon_lr: float = 0.02  # Muon's peak lr; the schedule scales it like learning_rate
     muon_momentum: float = 0.95
     target_val_loss: float = 0.0  # stop early once the val estimate reaches it (0 = off)
+    ema_decay: float = 0.0  # evaluate and save an EMA of the weights with this decay (0 = off; e.g. 0.999)
+    average_last: int = 0  # save the mean weights of the last K checkpoints (0 = off)
     data: str = ""  # path to a UTF-8 text file; "" means Tiny Shakespeare
     val_fraction: float = 0.1
     track: str = ""  # experiment trackers, comma-separated: tensorboard, wandb, trackio ("" = none)
@@ -272,3 +274,7 @@ def _validate_speed_options(m: ModelConfig, t: TrainConfig) -> None:
     _require(t.muon_lr > 0, f"muon_lr must be positive, got {t.muon_lr}")
     _require(t.threads >= 0, f"threads must be 0 (PyTorch's default) or a positive count, got {t.threads}")
     _require(0.0 <= t.muon_momentum < 1.0, f"muon_momentum must be in [0, 1), got {t.muon_momentum}")
+    _require(0.0 <= t.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {t.ema_decay}")
+    _require(t.average_last >= 0, f"average_last must be >= 0 (0 = off), got {t.average_last}")
+    _require(not (t.ema_decay and t.average_last),
+             "ema_decay and average_last are both set; each saves its own averaged weights, so set only one")

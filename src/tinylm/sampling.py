@@ -126,16 +126,30 @@ def next_logits(model: torch.nn.Module, idx: torch.Tensor, cache=None) -> torch.
     return model(fresh, cache=cache)[0][:, -1, :]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def stream(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
            use_cache: bool = True) -> Iterator[torch.Tensor]:
-    """Yield each new token (B, 1) of the continuation of ``idx`` (B, T) as soon as it is sampled."""
+    """Yield each new token (B, 1) of the continuation of ``idx`` (B, T) as soon as it is sampled.
+
+    Runs under ``torch.inference_mode`` (less bookkeeping per operation than ``no_grad``): the
+    yielded tensors are inference tensors, fine to read, index or concatenate, not to train on.
+    """
     with eval_mode(model):
-        cache = model.new_kv_cache(idx.size(0)) if use_cache and supports_cache(model) else None
-        for _ in range(max_new_tokens):
-            next_id = sample_next(next_logits(model, idx, cache), temperature, top_k, top_p, generator)  # (B, 1)
-            idx = torch.cat((idx, next_id), dim=1)  # (B, T+1)
+        if not (use_cache and supports_cache(model)):  # the notebook's loop: a growing idx, whole window each step
+            for _ in range(max_new_tokens):
+                next_id = sample_next(next_logits(model, idx), temperature, top_k, top_p, generator)  # (B, 1)
+                idx = torch.cat((idx, next_id), dim=1)  # (B, T+1)
+                yield next_id
+            return
+        B, T = idx.shape
+        tokens = torch.empty((B, T + max_new_tokens), dtype=idx.dtype, device=idx.device)  # every token, filled as
+        tokens[:, :T] = idx  # we go: no new tensor for the sequence per step
+        cache = model.new_kv_cache(B)
+        for n in range(T, T + max_new_tokens):
+            logits = next_logits(model, tokens[:, :n], cache)  # (B, V)
+            next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
+            tokens[:, n:n + 1] = next_id
             yield next_id
 
 

@@ -1,4 +1,7 @@
-"""``tinylm eval --run DIR``: the exact train and val perplexity of a run (every token scored once)."""
+"""``tinylm eval --run DIR``: the exact train and val perplexity of a run (every token scored once).
+
+``tinylm eval --ensemble DIR DIR ...`` scores the mean of several runs' next-token probabilities.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ import math
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser("eval", help="exact train and val perplexity of a run",
                                      description="Score every token.")
-    evaluate.add_argument("--run", required=True, metavar="DIR")
+    runs = evaluate.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--run", metavar="DIR")
+    runs.add_argument("--ensemble", nargs="+", metavar="DIR",
+                      help="score the mean of these runs' next-token probabilities (same tokenizer)")
     evaluate.add_argument("--data", metavar="PATH", help="the text the run was trained on, if not the default")
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(handler=cmd_eval)
@@ -21,7 +27,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tinylm.training.rundir import load_run
     from tinylm.training.run import prepare_corpus
 
-    model, tokenizer, cfg, ckpt = load_run(args.run, resolve_device(args.device))
+    if args.ensemble:
+        model, tokenizer, cfg, ckpt = load_ensemble(args.ensemble, resolve_device(args.device))
+    else:
+        model, tokenizer, cfg, ckpt = load_run(args.run, resolve_device(args.device))
     if args.data:
         cfg.train.data = args.data
     corpus = prepare_corpus(cfg, tokenizer)
@@ -30,3 +39,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{name} perplexity: {math.exp(loss):.3f} (loss {loss:.4f}, {len(data) - 1:,} tokens, "
               f"step {ckpt['step']})")
     return 0
+
+
+def load_ensemble(run_dirs: list[str], device):
+    """(Ensemble of the runs' models, tokenizer, the first run's config, a checkpoint-like summary)."""
+    from tinylm.errors import TinyLMError
+    from tinylm.model.ensemble import Ensemble
+    from tinylm.training.rundir import load_run
+
+    loaded = [load_run(run_dir, device) for run_dir in run_dirs]
+    tokenizer = loaded[0][1]
+    for run_dir, (_, other, _, _) in zip(run_dirs, loaded):
+        if other.to_dict() != tokenizer.to_dict():
+            raise TinyLMError(f"run {run_dir} uses another tokenizer than {run_dirs[0]}; "
+                              "an ensemble needs runs trained on the same text")
+    steps = "+".join(str(ckpt["step"]) for _, _, _, ckpt in loaded)
+    return Ensemble([m for m, _, _, _ in loaded]).eval(), tokenizer, loaded[0][2], {"step": steps}

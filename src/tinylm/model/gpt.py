@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinylm.config import ModelConfig
-from tinylm.model.kv_cache import KVCache, LayerKV, cached_attention
+from tinylm.model.kv_cache import KVCache, LayerKV, cached_attention, transposed_weights
 from tinylm.model.rope import Rotary
 
 
@@ -67,12 +67,26 @@ class CausalSelfAttention(nn.Module):
             q, k = self.rotary(q, start_pos), self.rotary(k, start_pos)
         return q, k, v
 
+    def forward_cached(self, x: torch.Tensor, cache: LayerKV) -> torch.Tensor:
+        """Generation: the T new positions (B, T, C) attend over the stored keys/values too (kv_cache.py).
+
+        The same arithmetic as ``heads`` + attention, in fewer operations per step: queries and keys
+        are normalised and rotated together, as one (B, H, 2, T, hs) view.
+        """
+        B, T, C = x.shape
+        qkv = cache.linear(self.qkv, x).view(B, T, 3, self.n_heads, C // self.n_heads).transpose(1, 3)  # (B,H,3,T,hs)
+        qk = qkv[:, :, :2]  # (B, H, 2, T, hs): queries and keys
+        if self.qk_norm:
+            qk = rms_norm(qk)
+        if self.rotary is not None:
+            qk = self.rotary(qk, cache.length)
+        y = cached_attention(qk[:, :, 0], *cache.append(qk[:, :, 1], qkv[:, :, 2]))  # (B, H, T, hs)
+        return cache.linear(self.proj, y.transpose(1, 2).reshape(B, T, C))
+
     def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        if cache is not None:  # generation: attend over stored keys/values too (see kv_cache.py)
-            q, k, v = self.heads(x, start_pos=cache.length)  # (B, H, T, hs)
-            y = cached_attention(q, *cache.append(k, v))  # (B, H, T, hs)
-            return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        if cache is not None:
+            return self.forward_cached(x, cache)
         q, k, v = self.heads(x)  # (B, H, T, hs)
         dropout = self.dropout if self.training else 0.0
         if self.use_sdpa:  # the same formula in one fused kernel (flash attention on GPUs)
@@ -111,7 +125,9 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.activation = relu_squared if cfg.mlp_activation == "relu2" else F.gelu
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
+        if cache is not None:  # generation (eval mode: no dropout); the cache may hold faster weights
+            return cache.linear(self.proj, self.activation(cache.linear(self.fc, x)))
         return self.dropout(self.proj(self.activation(self.fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
 
 
@@ -127,7 +143,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache)  # (B, T, C)
-        return x + self.mlp(self.ln2(x))  # (B, T, C)
+        return x + self.mlp(self.ln2(x), cache)  # (B, T, C)
 
 
 class GPT(nn.Module):
@@ -178,9 +194,14 @@ class GPT(nn.Module):
         if start + T > self.block_size:
             raise ValueError(f"sequence length {start + T} exceeds block_size {self.block_size}")
         x = self.embed(idx, start)  # (B, T, C)
-        for i, block in enumerate(self.blocks):
-            x = block(x, None if cache is None else cache.layers[i])  # (B, T, C)
-        logits = self.head(self.ln_f(x))  # (B, T, V)
+        if cache is None:
+            for block in self.blocks:
+                x = block(x)  # (B, T, C)
+            logits = self.head(self.ln_f(x))  # (B, T, V)
+        else:
+            for block, layer_cache in zip(self.blocks, cache.layers):
+                x = block(x, layer_cache)  # (B, T, C)
+            logits = cache.layers[0].linear(self.head, self.ln_f(x))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T))
@@ -190,5 +211,7 @@ class GPT(nn.Module):
         """An empty key/value cache for ``batch_size`` sequences of up to block_size positions."""
         cfg, weight = self.config, self.head.weight
         rotary = self.blocks[0].attn.rotary  # every layer has the same table; None without rope
+        # On the CPU, one-row products run faster against (in, out) copies of the weights (kv_cache.py).
+        weights_t = transposed_weights(self) if weight.device.type == "cpu" else None
         return KVCache(cfg.n_layer, batch_size, cfg.n_heads, self.block_size, cfg.n_embed // cfg.n_heads,
-                       weight.device, weight.dtype, rotary=rotary)
+                       weight.device, weight.dtype, rotary=rotary, weights_t=weights_t)

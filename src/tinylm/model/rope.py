@@ -24,11 +24,16 @@ def rotary_angles(head_size: int, max_positions: int, base: float = 10000.0) -> 
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (i, i + hs/2) of x (B, H, T, hs) by angles whose cos/sin are (T, hs/2)."""
-    half = x.size(-1) // 2
-    x1, x2 = x[..., :half].float(), x[..., half:].float()  # (B, H, T, hs/2) each
-    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, H, T, hs)
-    return rotated.type_as(x)
+    """Rotate channel pairs (i, i + hs/2) of x (..., T, hs) by angles given as full-width tables (T, hs).
+
+    ``cos`` is [cos a, cos a] and ``sin`` is [-sin a, sin a] along the channels (``Rotary`` keeps both):
+    with x = [x1, x2], x * cos + [x2, x1] * sin = [x1 cos a - x2 sin a, x2 cos a + x1 sin a]. Four
+    element-wise operations, each rounded once as in the two-halves formula, so the result is the same
+    to the bit, in fewer operations (one decode step rotates 2 x n_layer times).
+    """
+    xf = x.float()
+    swapped = xf.roll(xf.size(-1) // 2, dims=-1)  # (..., T, hs): [x2, x1]
+    return (xf * cos + swapped * sin).type_as(x)
 
 
 class Rotary(nn.Module):
@@ -39,13 +44,14 @@ class Rotary(nn.Module):
         if head_size % 2:
             raise ValueError(f"rotary embeddings need an even head size, got {head_size}")
         angles = rotary_angles(head_size, max_positions, base)  # (P, hs/2)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        cos, sin = angles.cos(), angles.sin()
+        self.register_buffer("cos", torch.cat((cos, cos), dim=-1), persistent=False)  # (P, hs)
+        self.register_buffer("sin", torch.cat((-sin, sin), dim=-1), persistent=False)  # (P, hs)
 
     def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
         T = x.size(-2)
         if start_pos + T > self.cos.size(0):
             raise ValueError(f"positions up to {start_pos + T - 1} exceed the rotary table ({self.cos.size(0)})")
-        cos = self.cos[start_pos:start_pos + T]  # (T, hs/2)
-        sin = self.sin[start_pos:start_pos + T]  # (T, hs/2)
+        cos = self.cos[start_pos:start_pos + T]  # (T, hs)
+        sin = self.sin[start_pos:start_pos + T]  # (T, hs)
         return apply_rotary(x, cos, sin)

@@ -24,6 +24,7 @@ from tinylm.errors import CheckpointError, DataError
 from tinylm.evaluate import Evaluator
 from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
+from tinylm.training.averaging import averaging_callbacks
 from tinylm.training.distributed import DistContext, wrap_model
 from tinylm.training.rundir import RunDir
 from tinylm.training.tracking import require_trackers, tracking_for
@@ -111,21 +112,35 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
     if dist.active:
         torch.manual_seed(t.seed + dist.rank)  # each rank its own dropout masks; the weights are already made
         model = wrap_model(model, dist)
-    callbacks: list[Callback] = [StopAtValLoss(t.target_val_loss)]
-    if progress and dist.is_main():
-        callbacks.append(ProgressBar())
-    if run_dir is not None:
-        extras = {"config": cfg.to_dict(), "tokenizer": corpus.tokenizer.to_dict()}
-        callbacks.append(SaveCheckpoints(RunDir(run_dir), extras))
-    tracking = tracking_for(cfg, run_dir) if dist.is_main() else None
-    if tracking is not None:
-        callbacks.append(tracking)
+    callbacks = run_callbacks(cfg, corpus, run_dir, progress, dist)
     trainer = Trainer(model, optimizer, train_loader, evaluator, t.max_iters, t.eval_interval,
                       lr_schedule=schedule_for(cfg), grad_clip=t.grad_clip, grad_accum_steps=t.grad_accum_steps,
                       dtype=t.dtype, dist=dist, callbacks=callbacks, log=log if dist.is_main() else _silent)
     if resume:
         resume_from(trainer, RunDir(run_dir))
     return trainer
+
+
+def run_callbacks(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, progress: bool,
+                  dist: DistContext) -> list[Callback]:
+    """Early stop, progress bar, weight averaging around the checkpoint save, experiment tracking.
+
+    Order matters: averaging swaps the averaged weights in before the save and the raw ones back after.
+    """
+    t = cfg.train
+    callbacks: list[Callback] = [StopAtValLoss(t.target_val_loss)]
+    if progress and dist.is_main():
+        callbacks.append(ProgressBar())
+    before_save, after_save = averaging_callbacks(t.ema_decay, t.average_last)  # both empty unless asked for
+    callbacks += before_save
+    if run_dir is not None:
+        extras = {"config": cfg.to_dict(), "tokenizer": corpus.tokenizer.to_dict()}
+        callbacks.append(SaveCheckpoints(RunDir(run_dir), extras))
+    callbacks += after_save
+    tracking = tracking_for(cfg, run_dir) if dist.is_main() else None
+    if tracking is not None:
+        callbacks.append(tracking)
+    return callbacks
 
 
 def resume_from(trainer: Trainer, run_dir: RunDir) -> None:

@@ -40,6 +40,13 @@ class Callback:
 
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
+    def state_dict(self, trainer: "Trainer") -> dict[str, Any]:
+        """Entries this callback adds to (or overrides in) the checkpoint."""
+        return {}
+
+    def load_state_dict(self, trainer: "Trainer", ckpt: dict[str, Any]) -> None:
+        """Take this callback's state back from a checkpoint (after the Trainer has taken its own)."""
+
 
 class ProgressBar(Callback):
     """A tqdm bar with the loss and tokens/s; ``.item()`` syncs the device, so only every 10 steps."""
@@ -183,12 +190,16 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.dist.world_size > 1:  # each rank's own dropout RNG (the loader's is the same on all)
             rng["ranks"] = self.dist.all_gather_object({k: rng[k] for k in ("torch", "cuda") if k in rng})
-        return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
-                "step": self.step, "last_eval_step": self.last_eval_step, "rng": rng, "metrics": self.metrics,
-                "train_losses": self.train_losses}
+        state = {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "step": self.step, "last_eval_step": self.last_eval_step, "rng": rng, "metrics": self.metrics,
+                 "train_losses": self.train_losses}
+        for callback in self.callbacks:  # e.g. weight averaging: "model" = averaged, "train_weights" = raw
+            state.update(callback.state_dict(self))
+        return state
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
-        unwrap(self.model).load_state_dict(clean_state_dict(ckpt["model"]))
+        # With weight averaging, "model" holds the averaged weights and "train_weights" the ones to resume.
+        unwrap(self.model).load_state_dict(clean_state_dict(ckpt.get("train_weights", ckpt["model"])))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.last_eval_step = ckpt["step"], ckpt["last_eval_step"]
         self.metrics, self.train_losses = list(ckpt["metrics"]), list(ckpt["train_losses"])
@@ -199,3 +210,5 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
         self.train_loader.load_state_dict({"generator": ckpt["rng"]["loader"]})
+        for callback in self.callbacks:
+            callback.load_state_dict(self, ckpt)

@@ -1,0 +1,191 @@
+"""Every GPU row of benchmarks/RESULTS.md from one command, within 9 minutes on one NVIDIA GPU.
+
+    python benchmarks/gpu_report.py --nanogpt ~/src/nanoGPT        # on the GPU machine
+    python benchmarks/gpu_report.py --smoke                         # tiny sizes on the CPU, seconds
+
+Sections, in this order, each a markdown table with the date and the card's name in every row:
+
+1. speedrun: the ``speedrun`` preset in a fresh process (benchmarks/speedrun.py): steps and training
+   seconds until the val estimate reaches 1.47, wall seconds from that process's start to its exact
+   full-val loss, and this command's own wall clock at that moment.
+2. best val in 5 minutes: ``--five-min-preset`` (default ``speedrun``, no early stop) with as many
+   steps as fit 300 s of training (timed on 4 steps first), best val estimate and exact final loss.
+   If the 9-minute budget has less left (RESERVE_S is kept for what follows), the row says so.
+3. training speed: ``nanogpt-char`` ms/iter, tokens/s and MFU for tinylm eager (fp32) and fast (bf16 +
+   torch.compile) and, with ``--nanogpt DIR``, nanoGPT's own model and loop in the same process,
+   interleaved in chunks (benchmarks/speed.py; nanoGPT steps as its train.py does on CUDA).
+4. sampling: tokens/s of ``generate()`` at batch 1 and 16, 1000 new tokens, with and without the
+   key/value cache, rope and learned positions (the rows of benchmarks/generate.py), eager.
+
+The tables go to stdout and, written atomically, to ``--out``. ``--smoke`` runs every section with
+tiny models, a few steps and a few tokens on whatever device it finds (the test suite runs it on
+the CPU), so the command works the first time a GPU is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+
+from tinylm.atomic import atomic_write_text
+from tinylm.config import load_config
+from tinylm.device import resolve_device
+from tinylm.evaluate import exact_loss
+from tinylm.training.run import build_trainer, prepare_corpus
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import budget
+import generate as gen_bench
+import speed
+import speedrun
+
+BEGAN = time.perf_counter()
+TINY = ["n_layer=2", "n_embed=32", "n_heads=2", "block_size=16", "batch_size=8", "eval_iters=2", "threads=1"]
+RESERVE_S = 180.0  # what the 5-minute section leaves for its compile, its final score, training speed, sampling
+TINY_SPEEDRUN = TINY + ["max_iters=4", "lr_decay_iters=4", "warmup_iters=1", "warmdown_iters=2",
+                        "eval_interval=2", "compile=false"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nanogpt", metavar="DIR", help="a karpathy/nanoGPT checkout to time beside us")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps: checks the plumbing in seconds")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_report.md"))
+    p.add_argument("--budget-s", type=float, default=540.0, help="the whole command's wall-clock budget")
+    p.add_argument("--five-min-preset", default="speedrun")
+    args = p.parse_args(argv)
+    if args.nanogpt and not os.path.isfile(os.path.join(os.path.expanduser(args.nanogpt), "model.py")):
+        p.error(f"--nanogpt {args.nanogpt}: no model.py there; pass a karpathy/nanoGPT checkout")
+    return args
+
+
+def elapsed() -> float:
+    return time.perf_counter() - BEGAN
+
+
+def card(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+
+
+def stamp(device: torch.device) -> str:
+    return f"| {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {card(device)} |"
+
+
+def sampling_rows(args, device: torch.device) -> list[str]:
+    """generate() tokens/s at batch 1 and 16, with and without the cache (benchmarks/generate.py)."""
+    new_tokens = 12 if args.smoke else (1000 if args.budget_s - elapsed() > 60 else 200)
+    rows = ["| date | card | positions | batch | new tokens | no cache tok/s | cache tok/s | speedup |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for positions in ("rope", "learned"):
+        torch.manual_seed(0)
+        size = {"n_embed": 32, "block_size": 16, "n_layer": 2, "n_heads": 2} if args.smoke else {}
+        model = gen_bench.build(positions, device, **size)
+        for batch in (1, 16):
+            plain = gen_bench.tokens_per_second(model, batch, new_tokens, False, device)
+            cached = gen_bench.tokens_per_second(model, batch, new_tokens, True, device)
+            rows.append(f"{stamp(device)} {positions} | {batch} | {new_tokens} | {plain:,.1f} | {cached:,.1f} | "
+                        f"{cached / plain:.1f}x |")
+    return rows
+
+
+def speed_rows(args, device: torch.device) -> list[str]:
+    """nanogpt-char per-iteration speed and MFU, rows interleaved in chunks (benchmarks/speed.py)."""
+    sets = TINY + ["threads=0"] if args.smoke else ["threads=0"]
+    cfg = load_config(preset="nanogpt-char", overrides=sets)
+    corpus = prepare_corpus(cfg)
+    on_gpu = device.type == "cuda"
+    eager, n_params = speed.tinylm_runner(load_config(preset="nanogpt-char",
+                                                      overrides=sets + ["compile=false", "dtype=float32"]), corpus)
+    fast, _ = speed.tinylm_runner(load_config(preset="nanogpt-char", overrides=sets + [f"compile={on_gpu}"]), corpus)
+    threads = torch.get_num_threads()
+    runners = {}
+    if args.nanogpt:
+        runners["nanoGPT (its train.py defaults)"] = (speed.nanogpt_runner(args.nanogpt, cfg, corpus, device), threads)
+    runners["tinylm eager (fp32)"] = (eager, threads)
+    runners[f"tinylm fast ({'bf16, compiled' if on_gpu else 'fp32'})"] = (fast, threads)
+    iters = 60 if args.budget_s - elapsed() > 150 else 20  # fewer chunks when the budget runs short
+    timing = SimpleNamespace(warmup=1, iters=2, chunk=1) if args.smoke else SimpleNamespace(warmup=10, iters=iters,
+                                                                                           chunk=10)
+    ms = speed.time_rows(runners, timing, device)
+    tokens, peak = cfg.train.batch_size * cfg.model.block_size, speed.peak_flops(device)
+    base = ms.get("nanoGPT (its train.py defaults)")
+    rows = ["| date | card | config | path | ms/iter | tokens/s | MFU | vs nanoGPT |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, value in ms.items():
+        rate = tokens / (value / 1000)
+        mfu = f"{100 * rate * speed.flops_per_token(n_params, cfg) / peak:.1f}%" if peak else "n/a"
+        ratio = f"{base / value:.2f}x" if base else "no checkout given"
+        rows.append(f"{stamp(device)} nanogpt-char | {name} | {value:.1f} | {rate:,.0f} | {mfu} | {ratio} |")
+    return rows
+
+
+def speedrun_rows(args, device: torch.device) -> list[str]:
+    """The speedrun preset in a fresh process: time to val 1.47 and wall time (benchmarks/speedrun.py)."""
+    overrides = TINY_SPEEDRUN if args.smoke else []
+    row = speedrun.run_seed("speedrun", 1337, overrides, timeout=max(30.0, args.budget_s - elapsed()))
+    target = load_config(preset="speedrun").train.target_val_loss
+    reached = "yes" if row["val_loss"] <= target else "no"
+    header = ("| date | card | preset | steps | train s | wall s (its process) | command wall s | full val loss | "
+              f"<= {target} |")
+    row = (f"{stamp(device)} speedrun, seed 1337 | {row['steps']} | {row['train_s']:.1f} | {row['wall_s']:.1f} | "
+           f"{elapsed():.1f} | {row['val_loss']:.4f} | {reached} |")
+    return [header, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |", row]
+
+
+def five_minute_rows(args, device: torch.device) -> list[str]:
+    """Best val within 300 s of training (less if the command's budget has less left; said in the row)."""
+    sets = (TINY_SPEEDRUN if args.smoke else []) + ["target_val_loss=0"]
+    # Leave RESERVE_S for compiling, the final score and the two sections after this one.
+    seconds = 2.0 if args.smoke else min(300.0, args.budget_s - elapsed() - RESERVE_S)
+    if seconds <= 0:
+        return [f"{stamp(device)} {args.five_min_preset}: skipped, the {args.budget_s:.0f} s budget was spent |"]
+    corpus = prepare_corpus(load_config(preset=args.five_min_preset, overrides=sets))
+    step_s = budget.seconds_per_step(args.five_min_preset, sets, corpus)  # compiles, then times 4 steps
+    steps = max(1, int(seconds / step_s))
+    cfg = load_config(preset=args.five_min_preset, overrides=sets + [f"max_iters={steps}", f"lr_decay_iters={steps}"])
+    trainer = build_trainer(cfg, corpus, None, progress=False, log=lambda _: None)
+    began = time.perf_counter()
+    trainer.train()
+    train_s = time.perf_counter() - began - trainer.eval_seconds
+    best = min(m["val_loss"] for m in trainer.metrics)
+    final = exact_loss(trainer.model, corpus.val_data)
+    row = (f"{stamp(device)} {args.five_min_preset} | {seconds:.0f} | {steps} | {train_s:.1f} | {best:.4f} | "
+           f"{final:.4f} |")
+    return ["| date | card | preset | budget s | steps | train s | best val estimate | final full val loss |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |", row]
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = resolve_device("auto")
+    if args.smoke:
+        torch.set_num_threads(1)
+    report = [f"# GPU report: {card(device)}, torch {torch.__version__}{' (smoke: tiny sizes)' * args.smoke}", ""]
+    sections = [("Speedrun", speedrun_rows), ("Best val in 5 minutes", five_minute_rows),
+                ("Training speed", speed_rows), ("Sampling", sampling_rows)]
+    failed: list[str] = []
+    for title, section in sections:
+        began = elapsed()
+        try:
+            rows = section(args, device)
+        except Exception as exc:  # noqa: BLE001  one failed section (timeout, OOM) must not lose the others
+            failed.append(title)
+            reason = (str(exc).splitlines() or [""])[0]
+            rows = [(f"{stamp(device)} {title}: failed after {elapsed() - began:.0f} s: "
+                     f"{type(exc).__name__}: {reason} |")]
+        report += [f"## {title} ({elapsed() - began:.0f} s)", "", *rows, ""]
+        print("\n".join(report[-len(rows) - 3:]), flush=True)
+    report.append(f"whole command: {elapsed():.0f} s wall; load average {os.getloadavg()[0]:.2f} at the end")
+    print(report[-1])
+    atomic_write_text(args.out, "\n".join(report) + "\n")
+    if failed:
+        sys.exit(f"gpu_report: failed sections: {', '.join(failed)} (the other rows are in {args.out})")
+
+
+if __name__ == "__main__":
+    main()
