@@ -82,6 +82,7 @@ class TrainConfig:
     target_val_loss: float = 0.0  # stop early once the val estimate reaches it (0 = off)
     data: str = ""  # path to a UTF-8 text file; "" means Tiny Shakespeare
     val_fraction: float = 0.1
+    keep_crlf: bool = False  # keep Windows line endings (CR LF) of a text file; off: read them as LF
 
 
 @dataclass

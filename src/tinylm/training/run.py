@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from tinylm.config import RunConfig, apply_overrides, validate
-from tinylm.data import BatchLoader, CharTokenizer, load_text, split
+from tinylm.data import BatchLoader, CharTokenizer, load_text, split, tokenizer_from_dict
 from tinylm.device import resolve_device
 from tinylm.errors import DataError
 from tinylm.evaluate import Evaluator
@@ -137,7 +137,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     dist = dist or DistContext()
     tokenizer = None
     if resume:
-        tokenizer = CharTokenizer.from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])
+        tokenizer = tokenizer_from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])
     corpus = prepare_corpus(cfg, tokenizer)
     if run_dir is not None and not resume:
         dist.run_on_main(lambda: RunDir(run_dir).start(cfg, corpus.tokenizer))
