@@ -17,7 +17,7 @@ import sys
 
 from tinylm.errors import TinyLMError
 
-COMMAND_MODULES = ["train", "sample", "eval", "plot", "serve", "cloud"]
+COMMAND_MODULES = ["prepare", "train", "sample", "eval", "plot", "serve", "cloud"]
 
 
 class OneLineParser(argparse.ArgumentParser):

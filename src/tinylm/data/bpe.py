@@ -91,5 +91,5 @@ class BPETokenizer(Tokenizer):
 
         try:
             return cls(HFTokenizer.from_str(json.dumps(data)))
-        except Exception as exc:  # the library raises its own exception types for a malformed file
+        except Exception as exc:  # noqa: BLE001 - the library raises its own types for a malformed file
             raise DataError(f"the BPE tokenizer description is malformed ({exc}); prepare the data again") from None

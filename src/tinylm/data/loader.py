@@ -34,7 +34,7 @@ class BatchLoader:
     def device(self) -> torch.device:
         return self.data.device
 
-    def to(self, device: str | torch.device) -> "BatchLoader":
+    def to(self, device: str | torch.device) -> BatchLoader:
         if torch.device(device) != self.device:
             state = self.generator.get_state()
             self.data = self.data.to(device)
