@@ -139,7 +139,7 @@ def test_a_full_disk_cleans_up_and_says_so(cli, tmp_path):
 
     result = subprocess.run([sys.executable, "-m", "tinylm", "prepare", str(tmp_path / "big.txt"), "--tokenizer",
                              "byte", "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                            preexec_fn=limit, timeout=120)
+                            preexec_fn=limit, timeout=120, check=False)
     assert result.returncode == 2 and "the disk filled while writing" in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
