@@ -6,8 +6,8 @@ import threading
 import pytest
 import torch
 
-from tinylm.data import text as data_module
 from tinylm.data import BatchLoader, load_text, read_text, split
+from tinylm.data import text as data_module
 from tinylm.errors import DataError
 
 
