@@ -3,13 +3,8 @@ import random
 import numpy as np
 import pytest
 
-from tinylm.data.tokenizer import (
-    ByteTokenizer,
-    CharTokenizer,
-    UnknownCharactersError,
-    load_tokenizer,
-    tokenizer_from_dict,
-)
+from tinylm.data.saved import load_tokenizer, tokenizer_from_dict
+from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer, UnknownCharactersError
 from tinylm.errors import DataError
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylm.data.tokenizer import Tokenizer, load_tokenizer
+from tinylm.data.saved import load_tokenizer
+from tinylm.data.tokenizer import Tokenizer
 from tinylm.errors import DataError
 
 META_NAME = "meta.json"

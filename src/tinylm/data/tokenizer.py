@@ -3,7 +3,6 @@
     tok = CharTokenizer.from_text("hello")   # vocabulary: sorted unique chars "ehlo"
     tok.encode("hell") -> [1, 0, 2, 2];  tok.decode([1, 0, 2, 2]) -> "hell"
     ByteTokenizer().encode("é") -> [195, 169]    # 256 byte values + one end-of-text token (256)
-    tok = load_tokenizer("runs/a1/tokenizer.json")  # any kind, by the type it was saved with
 
 Every tokenizer has ``encode`` (list of ids), ``encode_array`` (numpy ids, fast), ``decode``,
 ``decode_bytes`` (the UTF-8 bytes of some ids, for streaming without splitting a character),
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylm.atomic import atomic_write_text
-from tinylm.errors import DataError, TinyLMError
+from tinylm.errors import TinyLMError
 
 
 class UnknownCharactersError(TinyLMError):
@@ -137,25 +136,3 @@ class ByteTokenizer(Tokenizer):
     @classmethod
     def from_dict(cls, data: dict) -> ByteTokenizer:
         return cls()
-
-
-def tokenizer_from_dict(data) -> Tokenizer:
-    """The tokenizer a saved dict describes: ``{"type": "char"|"byte", ...}`` or a Hugging Face BPE file."""
-    if isinstance(data, dict) and data.get("type") == "char" and isinstance(data.get("chars"), list):
-        return CharTokenizer.from_dict(data)
-    if isinstance(data, dict) and data.get("type") == "byte":
-        return ByteTokenizer()
-    if isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("type") == "BPE":
-        from tinylm.data.bpe import BPETokenizer
-
-        return BPETokenizer.from_dict(data)
-    raise DataError("unknown tokenizer description (expected type char, byte or a byte-level BPE tokenizer.json)")
-
-
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read tokenizer {path} ({exc}); prepare the data again") from None
-    return tokenizer_from_dict(data)
