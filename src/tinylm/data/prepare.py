@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tinylm.errors import DataError
 
 CHAR_SEPARATOR = "\n\n"
 BATCH_CHARS = 4 << 20  # text handed to the tokenizer at once (BPE encodes a batch on every core)
+COPY_BYTES = 8 << 20
 
 
 @dataclass
@@ -101,10 +103,13 @@ def _sample(pieces, limit: int):
 
 
 def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions) -> dict:
+    began = time.perf_counter()
     tokenizer = build_tokenizer(found, opts)
     dtype = dtype_for(tokenizer.vocab_size)
     all_path = tmp / "tokens.bin"
+    built = time.perf_counter()
     doc_starts = _write_tokens(found, tokenizer, dtype, all_path, opts)
+    seconds = {"tokenizer": round(built - began, 3), "encode": round(time.perf_counter() - built, 3)}
     n = all_path.stat().st_size // np.dtype(dtype).itemsize
     if opts.val_docs:
         if opts.val_docs >= len(doc_starts):
@@ -117,10 +122,10 @@ def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions) -> dict:
     table = tokenizer.token_bytes()
     meta = {
         "format": 1, "tokenizer": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name,
-        "splits": {name: {"tokens": len(mm), "bytes": _byte_count(mm, table)} for name, mm in splits.items()},
+        "splits": {name: _counts(path, dtype, table) for name, path in splits.items()},
         "documents": len(doc_starts), "skipped_binary_files": len(found.skipped_binary),
         "sources": [{"path": str(p), "size": p.stat().st_size, "sha256": _sha256(p)} for p in found.files],
-        "tinylm_version": opts.version,
+        "tinylm_version": opts.version, "seconds": seconds,
     }
     tokenizer.save(tmp / TOKENIZER_NAME)
     atomic_write_text(tmp / META_NAME, json.dumps(meta, indent=2))  # last: its presence marks a whole dataset
@@ -171,24 +176,30 @@ def _encode_all(tokenizer: Tokenizer, texts: list[str]):
     return (tokenizer.encode_array(t) for t in texts)
 
 
-def _split_file(all_path: Path, tmp: Path, dtype, n: int, n_train: int) -> dict[str, np.ndarray]:
-    """train.bin = the first n_train tokens, val.bin = the rest; copied in chunks, then the whole file dropped."""
-    src = np.memmap(all_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
-    with open(tmp / "val.bin", "wb") as f:
-        f.writelines(np.asarray(src[start:min(n, start + (1 << 24))]).tobytes() for start in range(n_train, n, 1 << 24))
-    del src
-    os.truncate(all_path, n_train * np.dtype(dtype).itemsize)
+def _split_file(all_path: Path, tmp: Path, dtype, n: int, n_train: int) -> dict[str, Path]:
+    """train.bin = the first n_train tokens, val.bin = the rest: the tail copied in chunks, the file truncated.
+
+    Plain reads, not a memmap: mapped pages would count in the process's RSS.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    with open(all_path, "rb") as src, open(tmp / "val.bin", "wb") as dst:
+        src.seek(n_train * itemsize)
+        dst.writelines(iter(lambda: src.read(COPY_BYTES), b""))
+    os.truncate(all_path, n_train * itemsize)
     all_path.rename(tmp / "train.bin")
-    return {name: _open(tmp / f"{name}.bin", dtype) for name in ("train", "val")}
+    return {name: tmp / f"{name}.bin" for name in ("train", "val")}
 
 
-def _open(path: Path, dtype) -> np.ndarray:
-    size = path.stat().st_size // np.dtype(dtype).itemsize
-    return np.memmap(path, dtype=dtype, mode="r", shape=(size,)) if size else np.zeros(0, dtype)
-
-
-def _byte_count(tokens: np.ndarray, table: np.ndarray) -> int:
-    return int(sum(int(table[tokens[i:i + (1 << 24)]].sum()) for i in range(0, len(tokens), 1 << 24)))
+def _counts(path: Path, dtype, table: np.ndarray) -> dict[str, int]:
+    """Tokens in a shard and the UTF-8 bytes they stand for, read in chunks."""
+    tokens = n_bytes = 0
+    with open(path, "rb") as f:
+        while True:
+            ids = np.fromfile(f, dtype=dtype, count=COPY_BYTES // np.dtype(dtype).itemsize)
+            if not len(ids):
+                return {"tokens": tokens, "bytes": n_bytes}
+            tokens += len(ids)
+            n_bytes += int(table[ids].sum())
 
 
 def _sha256(path: Path) -> str:
