@@ -161,3 +161,22 @@ def test_ctrl_c_during_prepare_leaves_no_dataset(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "nothing was written" in err, err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_big_text_cut_into_pieces_encodes_as_the_whole_text(bpe_on_verse, tmp_path, monkeypatch):
+    from tinylm.data import sources
+
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 300)  # many pieces, many cuts
+    text = "".join(f"Line {i}:  some  words,\n\n  indented {i}\t\nend.\n" for i in range(200))
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    pieces = [p for p, _ in sources.iter_pieces([tmp_path / "t.txt"])]
+    assert len(pieces) > 10 and "".join(pieces) == text
+    whole = bpe_on_verse.encode(text)
+    assert sum((bpe_on_verse.encode(p) for p in pieces), []) == whole
+    parts = sources.split_safely(text, 100)
+    assert len(parts) > 10 and sum((bpe_on_verse.encode(p) for p in parts), []) == whole
+
+
+@pytest.fixture(scope="module")
+def bpe_on_verse():
+    return BPETokenizer.train(["Line 1:  some  words,\n\n  indented\t\nend.\n" * 50], vocab_size=300)

@@ -6,7 +6,8 @@
 
 A text file (any UTF-8 file) is one document, read in pieces cut after a newline; a ``.jsonl`` /
 ``.jsonl.gz`` line is one document (its ``text_field``); so is a ``.parquet`` row (read in record
-batches). Binary files (a NUL byte near the start) are skipped and counted. Nothing is read whole.
+batches). Binary files (a NUL byte near the start) are skipped and counted. Nothing is read whole; text
+is cut only where no token changes (``safe_cut``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import codecs
 import glob
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +84,33 @@ def expand_sources(sources: list[str]) -> SourceFiles:
     return found
 
 
+_CUT = re.compile(r"(?<=\S)\n(?=\S)")
+
+
+def safe_cut(text: str, limit: int) -> int:
+    """The last index <= ``limit`` just after a newline between two non-space characters, or 0.
+
+    Cutting text there changes no token of the char, byte or byte-level BPE tokenizers (BPE's
+    pre-tokenizer never joins across such a newline), so pieces encode as the whole text would.
+    """
+    start = max(0, limit - (64 << 10))
+    while True:
+        cuts = [m.end() for m in _CUT.finditer(text, start, min(limit + 1, len(text)))]
+        if cuts or start == 0:
+            return cuts[-1] if cuts else 0
+        start = max(0, start - (1 << 20))
+
+
+def split_safely(text: str, size: int) -> list[str]:
+    """``text`` in parts of about ``size`` characters, cut only where ``safe_cut`` allows."""
+    parts = []
+    while len(text) > size:
+        cut = safe_cut(text, size) or len(text)
+        parts.append(text[:cut])
+        text = text[cut:]
+    return parts + [text] if text else parts
+
+
 def iter_pieces(files: list[Path], text_field: str = "text", errors: str = "strict",
                 on_bytes=None) -> Iterator[tuple[str, bool]]:
     """(text, new_doc) pieces of every document of ``files``; ``on_bytes(n)`` counts the input read."""
@@ -110,8 +139,8 @@ def _text_pieces(path: Path, errors: str, on_bytes) -> Iterator[tuple[str, bool]
                                 "(iconv -t utf-8) or pass --encoding-errors replace") from None
             offset += len(blob)
             on_bytes(len(blob))
-            cut = text.rfind("\n") + 1 if blob else len(text)  # keep a line whole for the next piece
-            if not cut and len(text) > CHUNK_BYTES:  # one very long line: cut it anyway
+            cut = safe_cut(text, len(text)) if blob else len(text)  # the rest waits for the next piece
+            if not cut and len(text) > 4 * CHUNK_BYTES:  # no line break to cut at: cut anyway
                 cut = len(text)
             piece, pending = (text[:cut], text[cut:]) if cut else ("", text)
             if piece:
