@@ -1,6 +1,7 @@
 """``tinylm prepare``: tokenize a corpus once into token shards that ``tinylm train --data DIR`` memory-maps.
 
     tinylm prepare books/ notes/*.md --tokenizer bpe --vocab-size 4096 --out data/books
+    tinylm prepare tinyshakespeare --tokenizer bpe --vocab-size 1024 --out data/shakespeare-bpe1024
     tinylm prepare stories.jsonl.gz --text-field text --tokenizer byte --out data/stories
     tinylm train --data data/books --preset attention-1 --out runs/books
 """
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
     prep = subparsers.add_parser("prepare", help="tokenize a corpus into train.bin/val.bin for training",
                                  description="Tokenize text files, directories, globs, .jsonl(.gz) and .parquet "
                                              "into a dataset directory.")
-    prep.add_argument("sources", nargs="+", metavar="SOURCE")
+    prep.add_argument("sources", nargs="+", metavar="SOURCE",
+                      help="files, directories, globs; `tinylm prepare tinyshakespeare` names the cached corpus")
     prep.add_argument("--out", required=True, metavar="DIR", help="dataset directory to write, e.g. data/NAME")
     prep.add_argument("--tokenizer", choices=["char", "byte", "bpe"], default="char")
     prep.add_argument("--vocab-size", type=int, default=4096, metavar="N", help="BPE vocabulary (>= 257)")
@@ -32,6 +35,7 @@ def register(subparsers) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from tinylm import __version__
+    from tinylm.data import tinyshakespeare_path
     from tinylm.data.prepare import PrepareOptions, prepare
     from tinylm.errors import DataError
 
@@ -39,10 +43,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise DataError(f"--vocab-size {args.vocab_size} is too small for byte-level BPE; use at least 257")
     if not 0 < args.val_fraction < 1 or args.val_docs < 0:
         raise DataError("--val-fraction must be in (0, 1) and --val-docs >= 0")
+    sources = [str(tinyshakespeare_path()) if s == "tinyshakespeare" and not Path(s).exists() else s
+               for s in args.sources]
     opts = PrepareOptions(args.tokenizer, args.vocab_size, args.text_field, args.val_fraction, args.val_docs,
                           args.encoding_errors, args.bpe_sample_mb, args.force, not args.quiet, __version__)
     try:
-        meta = prepare(args.sources, args.out, opts)
+        meta = prepare(sources, args.out, opts)
     except KeyboardInterrupt:
         print(f"tinylm: interrupted; nothing was written to {args.out}", file=sys.stderr)
         return 130

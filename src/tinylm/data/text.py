@@ -68,7 +68,8 @@ def read_text(path: str | Path, keep_crlf: bool = False) -> str:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+        raise DataError(f"data file not found: {path} (a prepared dataset directory is made by "
+                        f"`tinylm prepare SOURCE... --out {path}`)")
     blob = path.read_bytes()
     if not blob.strip():
         raise DataError(f"data file {path} is empty; give a UTF-8 text file with some text in it")
