@@ -21,8 +21,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from tinylm.device import resolve_device
     from tinylm.evaluate import bits_per_byte, exact_loss
-    from tinylm.training.rundir import load_run
     from tinylm.training.run import prepare_corpus
+    from tinylm.training.rundir import load_run
 
     model, tokenizer, cfg, ckpt = load_run(args.run, resolve_device(args.device))
     if args.data:
