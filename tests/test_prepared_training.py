@@ -112,3 +112,15 @@ def test_resuming_with_data_of_another_tokenizer_is_one_line(cli, small_text, tm
     evaluated = cli("eval", "--run", str(char_run), "--data", str(tmp_path / "other.txt"))
     assert evaluated.returncode == 2 and f"data file {tmp_path / 'other.txt'} has characters" in evaluated.stderr
     assert "prompt" not in evaluated.stderr
+
+
+@pytest.mark.slow
+def test_ddp_with_a_prepared_directory(cli, small_text, tmp_path):
+    """2 ranks (gloo, CPU) map the same shard; rank r takes its rows of the global batch, as BatchLoader does."""
+    prepare([str(small_text)], tmp_path / "data", PrepareOptions(tokenizer="byte", progress=False))
+    done = cli("train", "--nproc", "2", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--quiet",
+               "--sample-chars", "0", "--device", "cpu",
+               *[a for kv in TINY + ["max_iters=6", "eval_interval=5"] for a in ("--set", kv)])
+    assert done.returncode == 0, done.stderr
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 5] and all("val_bpb" in m for m in metrics)
