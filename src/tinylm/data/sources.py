@@ -16,7 +16,6 @@ import codecs
 import glob
 import gzip
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,21 +83,20 @@ def expand_sources(sources: list[str]) -> SourceFiles:
     return found
 
 
-_CUT = re.compile(r"(?<=\S)\n(?=\S)")
-
-
 def safe_cut(text: str, limit: int) -> int:
     """The last index <= ``limit`` just after a newline between two non-space characters, or 0.
 
     Cutting text there changes no token of the char, byte or byte-level BPE tokenizers (BPE's
     pre-tokenizer never joins across such a newline), so pieces encode as the whole text would.
     """
-    start = max(0, limit - (64 << 10))
+    end = min(limit, len(text) - 1)  # the character after the newline must be there to check
     while True:
-        cuts = [m.end() for m in _CUT.finditer(text, start, min(limit + 1, len(text)))]
-        if cuts or start == 0:
-            return cuts[-1] if cuts else 0
-        start = max(0, start - (1 << 20))
+        i = text.rfind("\n", 0, end)
+        if i <= 0:
+            return 0
+        if not text[i - 1].isspace() and not text[i + 1].isspace():
+            return i + 1
+        end = i
 
 
 def split_safely(text: str, size: int) -> list[str]:
