@@ -112,3 +112,9 @@ def test_bpe_refuses_a_vocabulary_below_257():
 def test_an_unknown_tokenizer_description_is_a_clear_error():
     with pytest.raises(DataError, match="unknown tokenizer"):
         tokenizer_from_dict({"type": "wordpiece"})
+
+
+def test_tokens_show_as_text_for_charts():
+    tok = ByteTokenizer()
+    assert tok.token_text(104) == "h" and tok.token_text(0xC3) == "<0xC3>" and tok.token_text(256) == "<|endoftext|>"
+    assert len(tok.chars) == 257 and CharTokenizer.from_text("ab").chars == ["a", "b"]

@@ -230,4 +230,5 @@ def next_token_probabilities(model: torch.nn.Module, tokenizer, text: str, k: in
         logits = model(idx)[0][0, -1].float()  # (V,)
     probs = F.softmax(logits / temperature, dim=-1)
     top = torch.topk(probs, min(k, probs.numel()))
-    return [(tokenizer.decode([i]), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
+    as_text = getattr(tokenizer, "token_text", None) or (lambda i: tokenizer.decode([i]))  # byte/BPE: <0xC3>
+    return [(as_text(i), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]

@@ -46,9 +46,18 @@ class Tokenizer:
 
     @property
     def chars(self) -> list[str]:
-        """Each token as text (a piece of a character shows as U+FFFD): labels for charts."""
-        table = self.token_bytes_table()
-        return [table[i].decode("utf-8", errors="replace") for i in range(self.vocab_size)]
+        """Each token as text: labels for charts and the playground."""
+        return [self.token_text(i) for i in range(self.vocab_size)]
+
+    def token_text(self, token: int) -> str:
+        """One token as text; a piece of a character as its bytes (``<0xC3>``), end-of-text by name."""
+        if token == self.eot_id:
+            return "<|endoftext|>"
+        blob = self.token_bytes_table()[int(token)]
+        try:
+            return blob.decode("utf-8")
+        except UnicodeDecodeError:
+            return "".join(f"<0x{b:02X}>" for b in blob)
 
     def token_bytes(self) -> np.ndarray:
         """(V,) int64: how many UTF-8 bytes each token stands for (0 for end-of-text)."""
@@ -101,6 +110,9 @@ class CharTokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
+
+    def token_text(self, token: int) -> str:
+        return self.itos[int(token)]
 
     def token_bytes_table(self) -> list[bytes]:
         return [ch.encode("utf-8") for ch in self._chars]
