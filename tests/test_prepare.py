@@ -180,3 +180,11 @@ def test_big_text_cut_into_pieces_encodes_as_the_whole_text(bpe_on_verse, tmp_pa
 @pytest.fixture(scope="module")
 def bpe_on_verse():
     return BPETokenizer.train(["Line 1:  some  words,\n\n  indented\t\nend.\n" * 50], vocab_size=300)
+
+
+def test_a_killed_prepares_temp_dir_is_removed_by_the_next_one(tmp_path):
+    (tmp_path / "a.txt").write_text("hello\n" * 100, encoding="utf-8")
+    stale = tmp_path / ".out.tmp-999999999"  # no such process
+    (stale / "sub").mkdir(parents=True)
+    prepare([str(tmp_path / "a.txt")], tmp_path / "out", PrepareOptions(tokenizer="byte", progress=False))
+    assert not stale.exists() and (tmp_path / "out" / "meta.json").is_file()

@@ -56,6 +56,7 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions) -> dict:
         raise DataError(f"{out} exists and is not a directory; choose another --out")
     found = expand_sources(sources)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_dirs(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -72,6 +73,14 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions) -> dict:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_temp_dirs(out: Path) -> None:
+    """Temp dirs of earlier prepares of ``out`` whose process is gone (killed with SIGKILL, power loss)."""
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def build_tokenizer(found: SourceFiles, opts: PrepareOptions) -> Tokenizer:
