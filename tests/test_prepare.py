@@ -101,6 +101,17 @@ def _bad_sources(tmp_path):
     ]
 
 
+def test_force_never_deletes_a_directory_that_is_not_a_dataset(tmp_path, capsys):
+    from tinylm.cli import main
+
+    (tmp_path / "ok.txt").write_text("hello\n" * 10, encoding="utf-8")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious", encoding="utf-8")
+    assert main(["prepare", str(tmp_path / "ok.txt"), "--out", str(tmp_path / "mine"), "--force"]) == 2
+    assert "not a dataset" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "thesis.tex").read_text(encoding="utf-8") == "precious"
+
+
 def test_every_bad_input_is_one_line_exit_2_and_leaves_nothing(cli, tmp_path, capsys):
     """In-process through ``tinylm.cli.main`` (a subprocess each costs seconds); one case as a real process."""
     from tinylm.cli import main

@@ -54,6 +54,9 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions) -> dict:
         raise DataError(f"{out} already holds a prepared dataset; pass --force to replace it or choose another --out")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and not (out / META_NAME).exists() and any(out.iterdir()):
+        # never delete files that are not a dataset, --force or not
+        raise DataError(f"{out} is a directory with other files in it, not a dataset; choose another --out")
     found = expand_sources(sources)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(out)
