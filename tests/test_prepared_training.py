@@ -124,3 +124,14 @@ def test_ddp_with_a_prepared_directory(cli, small_text, tmp_path):
     assert done.returncode == 0, done.stderr
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 5] and all("val_bpb" in m for m in metrics)
+
+
+def test_a_crlf_text_trains_on_lf_unless_kept(tmp_path):
+    from tinylm.training.run import prepare_corpus
+
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"To be, or not to be\r\n" * 40)
+    lf = prepare_corpus(load_config(overrides=[f"data={path}"]))
+    kept = prepare_corpus(load_config(overrides=[f"data={path}", "keep_crlf=true"]))
+    assert "\r" not in lf.tokenizer.chars and "\r" in kept.tokenizer.chars
+    assert lf.tokenizer.encode("be\n") and lf.val_bytes == len(lf.val_data)
