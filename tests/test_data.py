@@ -1,12 +1,13 @@
 import hashlib
 import http.server
+import re
 import threading
 
 import pytest
 import torch
 
-from tinylm.data import text as data_module
 from tinylm.data import BatchLoader, load_text, read_text, split
+from tinylm.data import text as data_module
 from tinylm.errors import DataError
 
 
@@ -119,5 +120,13 @@ def test_a_wrong_download_is_refused_and_not_cached(tmp_path, monkeypatch):
 def test_offline_error_names_the_exact_cache_path(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(data_module, "TINYSHAKESPEARE_URL", "http://127.0.0.1:9/input.txt")  # nothing listens
-    with pytest.raises(DataError, match=f"copy input.txt to {tmp_path / 'tinyshakespeare.txt'}"):
+    with pytest.raises(DataError, match=r"from http://127.0.0.1:9/input.txt .*offline, copy input.txt from there to "
+                       + re.escape(str(tmp_path / "tinyshakespeare.txt"))):
         load_text()
+
+
+def test_windows_line_endings_are_read_as_lf_unless_kept(tmp_path):
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"To be,\r\nor not\r\n")
+    assert read_text(path) == "To be,\nor not\n"
+    assert read_text(path, keep_crlf=True) == "To be,\r\nor not\r\n"

@@ -85,6 +85,7 @@ class TrainConfig:
     data: str = ""  # path to a UTF-8 text file; "" means Tiny Shakespeare
     val_fraction: float = 0.1
     track: str = ""  # experiment trackers, comma-separated: tensorboard, wandb, trackio ("" = none)
+    keep_crlf: bool = False  # keep Windows line endings (CR LF) of a text file; off: read them as LF
 
 
 @dataclass

@@ -89,6 +89,11 @@ def _summed_loss(model, data, starts, T, batch_size, keep_last, dtype) -> torch.
     return total
 
 
+def bits_per_byte(mean_loss: float, tokens_per_byte: float) -> float:
+    """Loss summed over tokens / (ln 2 x UTF-8 bytes of the text): comparable across tokenizers."""
+    return mean_loss * tokens_per_byte / math.log(2)
+
+
 def with_perplexities(losses: dict[str, float]) -> dict[str, float]:
     """{"train": l1, "val": l2} -> {"train_loss", "val_loss", "train_perplexity", "val_perplexity"}."""
     out = {f"{split}_loss": loss for split, loss in losses.items()}
@@ -104,11 +109,15 @@ class Evaluator:
 
     def __init__(self, model: torch.nn.Module, train_loader: BatchLoader, val_loader: BatchLoader,
                  vocab_size: int | None = None, eval_iters: int = 200, seed: int = 0, dtype: str = "auto",
-                 reduce: Reduce | None = None):
+                 reduce: Reduce | None = None, val_tokens_per_byte: float | None = None):
         device = model_device(model)
+        self.val_tokens_per_byte = val_tokens_per_byte  # set: the estimate also reads in val bits per byte
         self.model, self.eval_iters, self.seed, self.dtype, self.reduce = model, eval_iters, seed, dtype, reduce
         self.loaders = {"train": train_loader.to(device), "val": val_loader.to(device)}
 
     def estimate(self) -> dict[str, float]:
         losses = estimate_loss(self.model, self.loaders, self.eval_iters, self.seed, self.dtype, self.reduce)
-        return with_perplexities(losses)
+        result = with_perplexities(losses)
+        if self.val_tokens_per_byte:
+            result["val_bpb"] = bits_per_byte(losses["val"], self.val_tokens_per_byte)
+        return result

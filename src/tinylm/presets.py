@@ -35,6 +35,13 @@ PRESETS: dict[str, dict] = {
         **_NANOGPT_CHAR, "n_layer": 4, "n_heads": 4, "n_embed": 128, "block_size": 64,
         "batch_size": 12, "max_iters": 2000, "lr_decay_iters": 2000, "dropout": 0.0, "eval_iters": 20,
     },
+    # cpu-small's shape on byte-level BPE tokens (vocab 1024) of Tiny Shakespeare; prepare the data first:
+    # tinylm prepare tinyshakespeare --tokenizer bpe --vocab-size 1024 --out data/shakespeare-bpe1024
+    "shakespeare-bpe": {
+        **_NANOGPT_CHAR, "n_layer": 4, "n_heads": 4, "n_embed": 128, "block_size": 64,
+        "batch_size": 12, "max_iters": 2000, "lr_decay_iters": 2000, "dropout": 0.0, "eval_iters": 20,
+        "data": "data/shakespeare-bpe1024",
+    },
     # One GPU: nanogpt-char's shape with the fast-learning tricks, bf16 + torch.compile, stopping at
     # val loss 1.47. GPU timings are unmeasured (see benchmarks/RESULTS.md).
     "speedrun": {

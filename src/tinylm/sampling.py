@@ -17,6 +17,7 @@ Models with ``new_kv_cache`` (the transformer) generate through a key/value cach
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import math
 from dataclasses import dataclass
@@ -162,8 +163,32 @@ def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, tem
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """The prompt's token ids, or [0] (the notebook's empty context) for an empty prompt."""
-    return tokenizer.encode(prompt) if prompt else [0]
+    """The prompt's token ids; for an empty prompt the end-of-text token (byte, BPE) or [0] (the notebook's)."""
+    if prompt:
+        return tokenizer.encode(prompt)
+    eot = getattr(tokenizer, "eot_id", None)
+    return [0 if eot is None else eot]
+
+
+class TextDecoder:
+    """Token ids to text as they come: bytes of a character split across tokens wait for the rest.
+
+    Byte and BPE tokens can end mid-character; decoding each on its own would print U+FFFD pieces.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.bytes_of = getattr(tokenizer, "decode_bytes", None)  # None: a tokenizer of whole characters
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token: int) -> str:
+        if self.bytes_of is None:
+            return self.tokenizer.decode([token])
+        return self.decoder.decode(self.bytes_of([token]))
+
+    def flush(self) -> str:
+        """What an unfinished character at the end becomes (U+FFFD), or ""."""
+        return self.decoder.decode(b"", final=True) if self.bytes_of is not None else ""
 
 
 def _token_stream(model, tokenizer, prompt: str, options: SamplingOptions, num_samples: int,
@@ -177,14 +202,19 @@ def _token_stream(model, tokenizer, prompt: str, options: SamplingOptions, num_s
 def stream_text(model: torch.nn.Module, tokenizer, prompt: str, options: SamplingOptions,
                 stop: str | None = None, generator: torch.Generator | None = None) -> Iterator[str]:
     """Yield the continuation of ``prompt`` one token's text at a time; end once it ends with ``stop``."""
-    text = ""
+    text, decoder = "", TextDecoder(tokenizer)
     with contextlib.closing(_token_stream(model, tokenizer, prompt, options, 1, generator)) as tokens:
         for next_id in tokens:  # (1, 1)
-            piece = tokenizer.decode([next_id.item()])
+            piece = decoder.add(next_id.item())
+            if not piece:  # the middle of a character: wait for its other bytes
+                continue
             yield piece
             text += piece
             if stop and text.endswith(stop):
                 return
+    tail = decoder.flush()
+    if tail:
+        yield tail
 
 
 def sample_texts(model: torch.nn.Module, tokenizer, prompt: str, options: SamplingOptions,
@@ -192,15 +222,16 @@ def sample_texts(model: torch.nn.Module, tokenizer, prompt: str, options: Sampli
                  generator: torch.Generator | None = None) -> list[str]:
     """``num_samples`` continuations sampled as ONE batch, each cut after its first ``stop``."""
     texts, done = [""] * num_samples, [False] * num_samples
+    decoders = [TextDecoder(tokenizer) for _ in range(num_samples)]
     with contextlib.closing(_token_stream(model, tokenizer, prompt, options, num_samples, generator)) as tokens:
         for next_id in tokens:  # (N, 1)
             for row, token in enumerate(next_id[:, 0].tolist()):
                 if not done[row]:
-                    texts[row] += tokenizer.decode([token])
+                    texts[row] += decoders[row].add(token)
                     done[row] = bool(stop) and texts[row].endswith(stop)
             if all(done):
                 break
-    return texts
+    return [text if finished else text + decoder.flush() for text, finished, decoder in zip(texts, done, decoders)]
 
 
 @torch.no_grad()
@@ -213,4 +244,5 @@ def next_token_probabilities(model: torch.nn.Module, tokenizer, text: str, k: in
         logits = model(idx)[0][0, -1].float()  # (V,)
     probs = F.softmax(logits / temperature, dim=-1)
     top = torch.topk(probs, min(k, probs.numel()))
-    return [(tokenizer.decode([i]), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
+    as_text = getattr(tokenizer, "token_text", None) or (lambda i: tokenizer.decode([i]))  # byte/BPE: <0xC3>
+    return [(as_text(i), p) for i, p in zip(top.indices.tolist(), top.values.tolist())]

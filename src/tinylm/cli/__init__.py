@@ -17,7 +17,8 @@ import sys
 
 from tinylm.errors import TinyLMError
 
-COMMAND_MODULES = ["train", "sample", "eval", "plot", "serve", "cloud", "compress", "export", "report", "runs"]
+COMMAND_MODULES = ["prepare", "train", "sample", "eval", "plot", "serve", "cloud", "compress", "export", "report",
+                   "runs"]
 
 
 class OneLineParser(argparse.ArgumentParser):

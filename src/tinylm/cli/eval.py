@@ -1,4 +1,4 @@
-"""``tinylm eval --run DIR``: the exact train and val perplexity of a run (every token scored once).
+"""``tinylm eval --run DIR``: exact train and val perplexity (per token) and bits per byte of a run.
 
 ``tinylm eval --ensemble DIR DIR ...`` scores the mean of several runs' next-token probabilities.
 """
@@ -10,22 +10,26 @@ import math
 
 
 def register(subparsers) -> None:
-    evaluate = subparsers.add_parser("eval", help="exact train and val perplexity of a run",
+    evaluate = subparsers.add_parser("eval", help="exact train and val perplexity (and bits per byte) of a run",
                                      description="Score every token.")
     runs = evaluate.add_mutually_exclusive_group(required=True)
     runs.add_argument("--run", metavar="DIR")
     runs.add_argument("--ensemble", nargs="+", metavar="DIR",
                       help="score the mean of these runs' next-token probabilities (same tokenizer)")
-    evaluate.add_argument("--data", metavar="PATH", help="the text the run was trained on, if not the default")
+    evaluate.add_argument("--data", metavar="PATH",
+                          help="the text (or prepared directory) the run was trained on, if not the default")
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(handler=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
     from tinylm.device import resolve_device
-    from tinylm.evaluate import exact_loss
-    from tinylm.training.rundir import load_run
+    from tinylm.evaluate import bits_per_byte, exact_loss
     from tinylm.training.run import prepare_corpus
+    from tinylm.training.rundir import load_run
 
     if args.ensemble:
         model, tokenizer, cfg, ckpt = load_ensemble(args.ensemble, resolve_device(args.device))
@@ -34,10 +38,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.data:
         cfg.train.data = args.data
     corpus = prepare_corpus(cfg, tokenizer)
+    table = tokenizer.token_bytes()  # (V,) UTF-8 bytes per token
     for name, data in (("val", corpus.val_data), ("train", corpus.train_data)):
+        data = torch.as_tensor(np.asarray(data, dtype=np.int64))  # a prepared train shard is a memmap
         loss = exact_loss(model, data, dtype=cfg.train.dtype)
+        n_bytes = int(table[data[1:].numpy()].sum())  # the bytes of the scored targets
+        bpb = f", {bits_per_byte(loss, (len(data) - 1) / n_bytes):.4f} bits per byte" if n_bytes else ""
         print(f"{name} perplexity: {math.exp(loss):.3f} (loss {loss:.4f}, {len(data) - 1:,} tokens, "
-              f"step {ckpt['step']})")
+              f"step {ckpt['step']}){bpb}")
     return 0
 
 

@@ -2,10 +2,12 @@
 
     loader = BatchLoader(train_data, block_size=16, batch_size=32)
     x, y = loader.get_batch()                   # (B, T) inputs and (B, T) targets, y shifted by one
+    loader = make_loader(np.memmap("train.bin", np.uint16, "r"), 16, 32)   # a MemmapLoader: same batches
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tinylm.errors import DataError
@@ -34,7 +36,7 @@ class BatchLoader:
     def device(self) -> torch.device:
         return self.data.device
 
-    def to(self, device: str | torch.device) -> "BatchLoader":
+    def to(self, device: str | torch.device) -> BatchLoader:
         if torch.device(device) != self.device:
             state = self.generator.get_state()
             self.data = self.data.to(device)
@@ -71,3 +73,59 @@ class BatchLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"].cpu())
+
+
+class MemmapLoader:
+    """``BatchLoader``'s batches from a memory-mapped shard (``tinylm prepare``): no copy of the corpus.
+
+    The window starts are drawn exactly as ``BatchLoader`` draws them on the CPU (same generator, same
+    seed), so for one seed both give the same batches; only the B*(T+1) tokens of a batch are read.
+    On CUDA each batch goes through pinned memory with a non-blocking copy. ``device`` is where the
+    generator lives (the CPU); ``target`` is where batches go.
+    """
+
+    def __init__(self, data: np.ndarray, block_size: int, batch_size: int,
+                 device: str | torch.device = "cpu", seed: int = 1337):
+        if len(data) < block_size + 1:
+            raise DataError(f"the shard has {len(data)} tokens but block_size {block_size} needs at least "
+                            f"{block_size + 1}; prepare more text or use a smaller block_size")
+        self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
+        self.data = data  # (N,) uint16/uint32 memmap
+        self.target = torch.device(device)
+        self.offsets = np.arange(block_size + 1)  # (T+1,)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> MemmapLoader:
+        self.target = torch.device(device)
+        return self
+
+    def get_batch(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.get_micro_batches(generator=generator)[0]
+
+    def get_micro_batches(self, accum_steps: int = 1, rank: int = 0, world_size: int = 1,
+                          generator: torch.Generator | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """As ``BatchLoader.get_micro_batches``: rank r's share of one step's global batch."""
+        count = world_size * accum_steps * self.batch_size
+        starts = torch.randint(len(self.data) - self.block_size, (count,),
+                               generator=generator if generator is not None else self.generator)
+        mine = starts.view(world_size, accum_steps, self.batch_size)[rank].numpy()  # (A, B)
+        windows = torch.from_numpy(self.data[mine[:, :, None] + self.offsets].astype(np.int64))  # (A, B, T+1)
+        if self.target.type == "cuda":
+            windows = windows.pin_memory().to(self.target, non_blocking=True)
+        elif self.target.type != "cpu":
+            windows = windows.to(self.target)
+        return [(w[:, :-1], w[:, 1:]) for w in windows]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"].cpu())
+
+
+def make_loader(data, block_size: int, batch_size: int, device: str | torch.device = "cpu",
+                seed: int = 1337) -> BatchLoader | MemmapLoader:
+    """A ``MemmapLoader`` for a numpy shard, a ``BatchLoader`` for a tensor (the notebook's path)."""
+    cls = MemmapLoader if isinstance(data, np.ndarray) else BatchLoader
+    return cls(data, block_size, batch_size, device, seed)

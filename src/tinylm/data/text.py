@@ -50,7 +50,8 @@ def tinyshakespeare_path() -> Path:
             blob = response.read()
     except OSError as exc:
         raise DataError(
-            f"cannot download Tiny Shakespeare ({exc}); offline, copy input.txt to {path}"
+            f"cannot download Tiny Shakespeare from {TINYSHAKESPEARE_URL} ({exc}); "
+            f"offline, copy input.txt from there to {path}"
         ) from None
     problem = _problem_with(blob)
     if problem:
@@ -59,25 +60,31 @@ def tinyshakespeare_path() -> Path:
     return path
 
 
-def read_text(path: str | Path) -> str:
-    """Read a UTF-8 corpus, refusing missing, empty and non-UTF-8 files with a clear message."""
+def read_text(path: str | Path, keep_crlf: bool = False) -> str:
+    """Read a UTF-8 corpus, refusing missing, empty and non-UTF-8 files with a clear message.
+
+    Windows line endings (CR LF) become LF unless ``keep_crlf``: otherwise CR is a token of its own
+    and a model trained on such a file refuses prompts typed elsewhere (and the reverse).
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+        raise DataError(f"data file not found: {path} (a prepared dataset directory is made by "
+                        f"`tinylm prepare SOURCE... --out {path}`)")
     blob = path.read_bytes()
     if not blob.strip():
         raise DataError(f"data file {path} is empty; give a UTF-8 text file with some text in it")
     try:
-        return blob.decode("utf-8")
+        text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(
             f"data file {path} is not UTF-8 (bad byte at offset {exc.start}); convert it, e.g. iconv -t utf-8"
         ) from None
+    return text if keep_crlf else text.replace("\r\n", "\n")
 
 
-def load_text(path: str | Path | None = None) -> str:
+def load_text(path: str | Path | None = None, keep_crlf: bool = False) -> str:
     """The text of ``path``, or Tiny Shakespeare when no path is given."""
-    return read_text(path if path else tinyshakespeare_path())
+    return read_text(path if path else tinyshakespeare_path(), keep_crlf)
 
 
 def split(data: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:

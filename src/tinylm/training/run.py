@@ -15,10 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tinylm.config import RunConfig, apply_overrides, validate
-from tinylm.data import BatchLoader, CharTokenizer, load_text, split
+from tinylm.data import CharTokenizer, Tokenizer, UnknownCharactersError, load_text, split, tokenizer_from_dict
+from tinylm.data.loader import make_loader
+from tinylm.data.shards import is_prepared, open_prepared
 from tinylm.device import resolve_device
 from tinylm.errors import CheckpointError, DataError
 from tinylm.evaluate import Evaluator
@@ -33,9 +36,14 @@ from tinylm.training.trainer import Callback, ProgressBar, StopAtValLoss, Traine
 
 @dataclass
 class Corpus:
-    tokenizer: CharTokenizer
-    train_data: torch.Tensor  # (N_train,) token ids
+    tokenizer: Tokenizer
+    train_data: torch.Tensor | np.ndarray  # (N_train,) token ids; a memmap for a prepared directory
     val_data: torch.Tensor  # (N_val,) token ids
+    val_bytes: int = 0  # UTF-8 bytes the val tokens stand for: bits per byte divide by it
+
+    @property
+    def val_tokens_per_byte(self) -> float | None:
+        return len(self.val_data) / self.val_bytes if self.val_bytes else None
 
 
 @dataclass
@@ -63,17 +71,42 @@ class SaveCheckpoints(Callback):
         self.save(trainer)
 
 
-def prepare_corpus(cfg: RunConfig, tokenizer: CharTokenizer | None = None) -> Corpus:
-    """Read the text, build (or reuse) the tokenizer, encode and split it."""
-    text = load_text(cfg.train.data or None)
-    tokenizer = tokenizer or CharTokenizer.from_text(text)
-    data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    train_data, val_data = split(data, cfg.train.val_fraction)
+def prepare_corpus(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> Corpus:
+    """Read the text (or open a prepared directory), build (or reuse) the tokenizer, encode and split it."""
+    source = cfg.train.data
+    if source and is_prepared(source):
+        corpus = _prepared_corpus(source, tokenizer)
+    else:
+        text = load_text(source or None, cfg.train.keep_crlf)
+        tokenizer = tokenizer or CharTokenizer.from_text(text)
+        data = torch.from_numpy(_encode_data(tokenizer, text, source or "Tiny Shakespeare"))
+        corpus = Corpus(tokenizer, *split(data, cfg.train.val_fraction))
     need = cfg.model.block_size + 1
-    if len(val_data) < need:
-        raise DataError(f"the text is too short: its validation split has {len(val_data)} characters but "
+    if len(corpus.val_data) < need:
+        raise DataError(f"the text is too short: its validation split has {len(corpus.val_data)} characters but "
                         f"block_size {cfg.model.block_size} needs {need}; use a longer text or a smaller block_size")
-    return Corpus(tokenizer, train_data, val_data)
+    corpus.val_bytes = int(corpus.tokenizer.token_bytes()[corpus.val_data.numpy()].sum())
+    return corpus
+
+
+def _encode_data(tokenizer: Tokenizer, text: str, name: str) -> np.ndarray:
+    """(N,) int64 ids; characters the run's tokenizer never saw are the data file's fault, not a prompt's."""
+    try:
+        return tokenizer.encode_array(text)
+    except UnknownCharactersError as exc:
+        shown = " ".join(repr(ch) for ch in exc.unknown)
+        raise DataError(f"data file {name} has characters this run never saw in training: {shown}; give the data "
+                        "the run was trained on (--data), or train a new run on this file") from None
+
+
+def _prepared_corpus(path: str, tokenizer: Tokenizer | None) -> Corpus:
+    data = open_prepared(path)
+    if tokenizer is not None and tokenizer.to_dict() != data.tokenizer.to_dict():
+        raise DataError(f"the prepared data {path} uses another tokenizer ({data.tokenizer.kind}, vocab "
+                        f"{data.tokenizer.vocab_size}) than this run ({tokenizer.kind}, vocab {tokenizer.vocab_size}); "
+                        "give the data the run was trained on, or train a new run")
+    val = torch.from_numpy(np.asarray(data.val, dtype=np.int64))  # the val split is scored whole: in memory
+    return Corpus(data.tokenizer, data.train, val)
 
 
 def resumed_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
@@ -103,12 +136,12 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
         torch.set_num_threads(t.threads)  # process-wide; 1 avoids oversubscribing a shared CPU
     model = build_model(m, corpus.tokenizer.vocab_size).to(device)
     optimizer = make_optimizer(model, t)
-    train_loader = BatchLoader(corpus.train_data, m.block_size, t.batch_size, device, seed=t.seed)
-    val_loader = BatchLoader(corpus.val_data, m.block_size, t.batch_size, device, seed=t.seed + 1)
+    train_loader = make_loader(corpus.train_data, m.block_size, t.batch_size, device, seed=t.seed)
+    val_loader = make_loader(corpus.val_data, m.block_size, t.batch_size, device, seed=t.seed + 1)
     if t.compile:
         model = torch.compile(model)
     evaluator = Evaluator(model, train_loader, val_loader, eval_iters=t.eval_iters, dtype=t.dtype,
-                          seed=dist.rank, reduce=dist.all_reduce_mean)
+                          seed=dist.rank, reduce=dist.all_reduce_mean, val_tokens_per_byte=corpus.val_tokens_per_byte)
     if dist.active:
         torch.manual_seed(t.seed + dist.rank)  # each rank its own dropout masks; the weights are already made
         model = wrap_model(model, dist)
@@ -167,7 +200,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     tokenizer = None
     if resume:
         dist.run_on_main(lambda: RunDir(run_dir).remove_stale_temps())  # left by a kill mid-write
-        tokenizer = CharTokenizer.from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])
+        tokenizer = tokenizer_from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])
     corpus = prepare_corpus(cfg, tokenizer)
     if run_dir is not None and not resume:
         dist.run_on_main(lambda: RunDir(run_dir).start(cfg, corpus.tokenizer))

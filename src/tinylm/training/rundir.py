@@ -27,7 +27,7 @@ import torch
 
 from tinylm.atomic import atomic_write, atomic_write_text
 from tinylm.config import RunConfig
-from tinylm.data import CharTokenizer
+from tinylm.data import Tokenizer, tokenizer_from_dict
 from tinylm.errors import CheckpointError, TinyLMError
 from tinylm.model import build_model
 from tinylm.training.ckpt_checks import check_checkpoint, clean_state_dict
@@ -55,7 +55,7 @@ class RunDir:
         if self.checkpoint.exists():
             raise TinyLMError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
 
-    def start(self, cfg: RunConfig, tokenizer: CharTokenizer) -> None:
+    def start(self, cfg: RunConfig, tokenizer: Tokenizer) -> None:
         """Create a new run: config.json and tokenizer.json, for people to read."""
         self.refuse_existing()
         self.path.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
         return load_safetensors_run(path, device)
     ckpt = RunDir(run_dir).load_checkpoint(map_location=device)
     cfg = RunConfig.from_dict(ckpt["config"])
-    tokenizer = CharTokenizer.from_dict(ckpt["tokenizer"])
+    tokenizer = tokenizer_from_dict(ckpt["tokenizer"])  # char, byte or BPE; old char checkpoints too
     model = build_model(cfg.model, tokenizer.vocab_size)
     model.load_state_dict(clean_state_dict(ckpt["model"]))  # shapes already checked by load_checkpoint
     return model.to(device).eval(), tokenizer, cfg, ckpt

@@ -177,8 +177,9 @@ class Trainer:
         self.eval_seconds += time.perf_counter() - began
         self.metrics.append(result)
         self.last_eval_step = self.step
+        bpb = f", val bpb: {result['val_bpb']:.3f}" if "val_bpb" in result else ""
         self.log(f"step {self.step}: perplexity: {result['train_perplexity']:.1f}, "
-                 f"val perplexity: {result['val_perplexity']:.1f}")
+                 f"val perplexity: {result['val_perplexity']:.1f}{bpb}")
         for callback in self.callbacks:
             callback.on_eval(self, result)
         return result

@@ -1,0 +1,225 @@
+"""Prepare a corpus once: tokenize it in a stream and write token shards that training memory-maps.
+
+    prepare(["books/", "tiny.parquet"], "data/books", PrepareOptions(tokenizer="bpe", vocab_size=4096))
+
+The output directory holds ``train.bin`` and ``val.bin`` (raw token ids, uint16 when the vocabulary
+fits, else uint32), ``tokenizer.json`` and ``meta.json`` (kind, vocab size, dtype, tokens and UTF-8
+bytes per split, every source with its size and sha256). It is written into a temp directory beside
+the target and renamed at the end: an interrupted prepare leaves no dataset that looks complete.
+Documents are joined with the end-of-text token (byte, BPE) or a blank line (char, several documents).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinylm.atomic import atomic_write_text
+from tinylm.data.shards import META_NAME, TOKENIZER_NAME, dtype_for
+from tinylm.data.sources import SourceFiles, expand_sources, iter_pieces, split_safely
+from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer
+from tinylm.errors import DataError
+
+CHAR_SEPARATOR = "\n\n"
+BATCH_CHARS = 4 << 20  # text handed to the tokenizer at once (BPE encodes a batch on every core)
+COPY_BYTES = 8 << 20
+
+
+@dataclass
+class PrepareOptions:
+    tokenizer: str = "char"  # "char", "byte" or "bpe"
+    vocab_size: int = 4096  # BPE only
+    text_field: str = "text"
+    val_fraction: float = 0.1
+    val_docs: int = 0  # hold out the last N whole documents instead of the last val_fraction of tokens
+    encoding_errors: str = "strict"  # or "replace"
+    bpe_sample_mb: float = 200.0
+    force: bool = False
+    progress: bool = True
+    version: str = ""
+
+
+def prepare(sources: list[str], out: str | Path, opts: PrepareOptions) -> dict:
+    """Tokenize ``sources`` into the dataset directory ``out``; returns its meta.json content."""
+    out = Path(out)
+    if (out / META_NAME).exists() and not opts.force:
+        raise DataError(f"{out} already holds a prepared dataset; pass --force to replace it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and not (out / META_NAME).exists() and any(out.iterdir()):
+        # never delete files that are not a dataset, --force or not
+        raise DataError(f"{out} is a directory with other files in it, not a dataset; choose another --out")
+    found = expand_sources(sources)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_dirs(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        meta = _write_dataset(found, tmp, opts)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return meta
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise DataError(f"the disk filled while writing {out} (the corpus needs about "
+                            f"{found.total_bytes * 2 / 1e6:,.0f} MB); free space and run prepare again") from None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_temp_dirs(out: Path) -> None:
+    """Temp dirs of earlier prepares of ``out`` whose process is gone (killed with SIGKILL, power loss)."""
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def build_tokenizer(found: SourceFiles, opts: PrepareOptions) -> Tokenizer:
+    """Byte needs nothing; char reads the corpus once for its characters; BPE trains on a sample."""
+    if opts.tokenizer == "byte":
+        return ByteTokenizer()
+    pieces = iter_pieces(found.files, opts.text_field, opts.encoding_errors)
+    if opts.tokenizer == "char":
+        chars: set[str] = set()
+        docs = 0
+        for text, new_doc in pieces:
+            chars.update(text)
+            docs += new_doc
+        return CharTokenizer(sorted(chars | (set(CHAR_SEPARATOR) if docs > 1 else set())))
+    if opts.tokenizer == "bpe":
+        from tinylm.data.bpe import BPETokenizer
+
+        return BPETokenizer.train(_sample(pieces, int(opts.bpe_sample_mb * 1e6)), opts.vocab_size)
+    raise DataError(f"unknown tokenizer {opts.tokenizer!r}; use char, byte or bpe")
+
+
+def _sample(pieces, limit: int):
+    seen = 0
+    for text, _ in pieces:
+        yield text
+        seen += len(text)
+        if seen >= limit:
+            return
+
+
+def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions) -> dict:
+    began = time.perf_counter()
+    tokenizer = build_tokenizer(found, opts)
+    dtype = dtype_for(tokenizer.vocab_size)
+    all_path = tmp / "tokens.bin"
+    built = time.perf_counter()
+    doc_starts = _write_tokens(found, tokenizer, dtype, all_path, opts)
+    seconds = {"tokenizer": round(built - began, 3), "encode": round(time.perf_counter() - built, 3)}
+    n = all_path.stat().st_size // np.dtype(dtype).itemsize
+    if opts.val_docs:
+        if opts.val_docs >= len(doc_starts):
+            raise DataError(f"--val-docs {opts.val_docs} leaves no training data: the corpus has "
+                            f"{len(doc_starts)} document(s)")
+        n_train = doc_starts[-opts.val_docs]
+    else:
+        n_train = int(n * (1 - opts.val_fraction))
+    splits = _split_file(all_path, tmp, dtype, n, n_train)
+    table = tokenizer.token_bytes()
+    meta = {
+        "format": 1, "tokenizer": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name,
+        "splits": {name: _counts(path, dtype, table) for name, path in splits.items()},
+        "documents": len(doc_starts), "skipped_binary_files": len(found.skipped_binary),
+        "sources": [{"path": str(p), "size": p.stat().st_size, "sha256": _sha256(p)} for p in found.files],
+        "tinylm_version": opts.version, "seconds": seconds,
+    }
+    tokenizer.save(tmp / TOKENIZER_NAME)
+    atomic_write_text(tmp / META_NAME, json.dumps(meta, indent=2))  # last: its presence marks a whole dataset
+    return meta
+
+
+def _write_tokens(found: SourceFiles, tokenizer: Tokenizer, dtype, path: Path, opts: PrepareOptions) -> list[int]:
+    """Encode every piece in batches, appending ids to ``path``; returns each document's first token index."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=found.total_bytes, unit="B", unit_scale=True, unit_divisor=1000, desc="prepare",
+               disable=not opts.progress or None, dynamic_ncols=True, leave=False)
+    separator = None if tokenizer.eot_id is None else np.array([tokenizer.eot_id], dtype=dtype)
+    doc_starts: list[int] = []
+    written, batch, batch_chars = 0, [], 0
+    with open(path, "wb") as f:
+        def flush():
+            nonlocal written
+            for (new_doc, _), ids in zip(batch, _encode_all(tokenizer, [t for _, t in batch])):
+                if new_doc:
+                    if doc_starts and separator is not None:
+                        f.write(separator.tobytes())
+                        written += 1
+                    doc_starts.append(written)
+                f.write(ids.astype(dtype).tobytes())
+                written += len(ids)
+            bar.set_postfix(tokens=f"{written:,}")
+            batch.clear()
+
+        first = True
+        for text, new_doc in iter_pieces(found.files, opts.text_field, opts.encoding_errors, bar.update):
+            if new_doc and separator is None and not first:
+                text = CHAR_SEPARATOR + text  # char: a blank line between documents
+            first = first and not new_doc
+            batch.append((new_doc, text))
+            batch_chars += len(text)
+            if batch_chars >= BATCH_CHARS:
+                flush()
+                batch_chars = 0
+        flush()
+    bar.close()
+    return doc_starts
+
+
+def _encode_all(tokenizer: Tokenizer, texts: list[str]):
+    """The ids of each text; BPE encodes ~64 KB parts of all of them in one batch, on every core."""
+    if not hasattr(tokenizer, "encode_batch"):
+        return (tokenizer.encode_array(t) for t in texts)
+    parts = [split_safely(t, 64 << 10) for t in texts]
+    ids = iter(tokenizer.encode_batch([p for ps in parts for p in ps]))
+    return (np.concatenate([next(ids) for _ in ps]) if ps else np.zeros(0, np.int64) for ps in parts)
+
+
+def _split_file(all_path: Path, tmp: Path, dtype, n: int, n_train: int) -> dict[str, Path]:
+    """train.bin = the first n_train tokens, val.bin = the rest: the tail copied in chunks, the file truncated.
+
+    Plain reads, not a memmap: mapped pages would count in the process's RSS.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    with open(all_path, "rb") as src, open(tmp / "val.bin", "wb") as dst:
+        src.seek(n_train * itemsize)
+        dst.writelines(iter(lambda: src.read(COPY_BYTES), b""))
+    os.truncate(all_path, n_train * itemsize)
+    all_path.rename(tmp / "train.bin")
+    return {name: tmp / f"{name}.bin" for name in ("train", "val")}
+
+
+def _counts(path: Path, dtype, table: np.ndarray) -> dict[str, int]:
+    """Tokens in a shard and the UTF-8 bytes they stand for, read in chunks."""
+    tokens = n_bytes = 0
+    with open(path, "rb") as f:
+        while True:
+            ids = np.fromfile(f, dtype=dtype, count=COPY_BYTES // np.dtype(dtype).itemsize)
+            if not len(ids):
+                return {"tokens": tokens, "bytes": n_bytes}
+            tokens += len(ids)
+            n_bytes += int(table[ids].sum())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,184 @@
+"""Where a corpus comes from: files, directories and globs, read as a stream of document pieces.
+
+    files = expand_sources(["books/", "notes/*.md", "stories.jsonl.gz", "tiny.parquet"])
+    for text, new_doc in iter_pieces(files, text_field="text"):
+        ...   # text: at most ~1 MB; new_doc: True on the first piece of each document
+
+A text file (any UTF-8 file) is one document, read in pieces cut after a newline; a ``.jsonl`` /
+``.jsonl.gz`` line is one document (its ``text_field``); so is a ``.parquet`` row (read in record
+batches). Binary files (a NUL byte near the start) are skipped and counted. Nothing is read whole; text
+is cut only where no token changes (``safe_cut``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinylm.errors import DataError
+
+CHUNK_BYTES = 1 << 20
+SNIFF_BYTES = 8192
+
+
+@dataclass
+class SourceFiles:
+    files: list[Path]
+    skipped_binary: list[Path] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files)
+
+
+def kind_of(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    return "text"
+
+
+def _looks_binary(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b"\x00" in f.read(SNIFF_BYTES)
+
+
+def _matches(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if path.is_file():
+        return [path]
+    if glob.has_magic(source):
+        return sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+    raise DataError(f"source not found: {source}; give text files, directories, globs, .jsonl(.gz) or .parquet files")
+
+
+def expand_sources(sources: list[str]) -> SourceFiles:
+    """Every file the sources name, in order, without duplicates; binary text files set aside."""
+    found = SourceFiles([])
+    seen: set[Path] = set()
+    for source in sources:
+        matches = _matches(source)
+        if not matches:
+            raise DataError(f"source {source} holds no files; point at a directory or glob with text in it")
+        for path in matches:
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            if kind_of(path) == "text" and _looks_binary(path):
+                found.skipped_binary.append(path)
+            else:
+                found.files.append(path)
+    if not found.files:
+        raise DataError(f"no text in the sources: {len(found.skipped_binary)} binary file(s) skipped and none left; "
+                        "give UTF-8 text, .jsonl or .parquet files")
+    return found
+
+
+def safe_cut(text: str, limit: int) -> int:
+    """The last index <= ``limit`` just after a newline between two non-space characters, or 0.
+
+    Cutting text there changes no token of the char, byte or byte-level BPE tokenizers (BPE's
+    pre-tokenizer never joins across such a newline), so pieces encode as the whole text would.
+    """
+    end = min(limit, len(text) - 1)  # the character after the newline must be there to check
+    while True:
+        i = text.rfind("\n", 0, end)
+        if i <= 0:
+            return 0
+        if not text[i - 1].isspace() and not text[i + 1].isspace():
+            return i + 1
+        end = i
+
+
+def split_safely(text: str, size: int) -> list[str]:
+    """``text`` in parts of about ``size`` characters, cut only where ``safe_cut`` allows."""
+    parts = []
+    while len(text) > size:
+        cut = safe_cut(text, size) or len(text)
+        parts.append(text[:cut])
+        text = text[cut:]
+    return parts + [text] if text else parts
+
+
+def iter_pieces(files: list[Path], text_field: str = "text", errors: str = "strict",
+                on_bytes=None) -> Iterator[tuple[str, bool]]:
+    """(text, new_doc) pieces of every document of ``files``; ``on_bytes(n)`` counts the input read."""
+    on_bytes = on_bytes or (lambda n: None)
+    for path in files:
+        kind = kind_of(path)
+        if kind == "jsonl":
+            yield from _jsonl_pieces(path, text_field, errors, on_bytes)
+        elif kind == "parquet":
+            yield from _parquet_pieces(path, text_field, on_bytes)
+        else:
+            yield from _text_pieces(path, errors, on_bytes)
+
+
+def _text_pieces(path: Path, errors: str, on_bytes) -> Iterator[tuple[str, bool]]:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    offset, pending, first = 0, "", True
+    with open(path, "rb") as f:
+        while True:
+            blob = f.read(CHUNK_BYTES)
+            held = len(decoder.getstate()[0])  # bytes of a character the last read cut in two
+            try:
+                text = pending + decoder.decode(blob, final=not blob)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path} is not UTF-8 (bad byte at offset {offset - held + exc.start}); convert it "
+                                "(iconv -t utf-8) or pass --encoding-errors replace") from None
+            offset += len(blob)
+            on_bytes(len(blob))
+            cut = safe_cut(text, len(text)) if blob else len(text)  # the rest waits for the next piece
+            if not cut and len(text) > 4 * CHUNK_BYTES:  # no line break to cut at: cut anyway
+                cut = len(text)
+            piece, pending = (text[:cut], text[cut:]) if cut else ("", text)
+            if piece:
+                yield piece, first
+                first = False
+            if not blob:
+                return
+
+
+def _jsonl_pieces(path: Path, text_field: str, errors: str, on_bytes) -> Iterator[tuple[str, bool]]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            on_bytes(len(line))
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8", errors))
+            except (UnicodeDecodeError, ValueError):
+                raise DataError(f"{path} line {number} is not JSON in UTF-8; fix or remove that line") from None
+            text = record.get(text_field) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise DataError(f"{path} line {number} has no text field {text_field!r}; "
+                                "name the field with --text-field")
+            yield text, True
+
+
+def _parquet_pieces(path: Path, text_field: str, on_bytes) -> Iterator[tuple[str, bool]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
+        raise DataError(f"{path} is not a readable parquet file ({exc})") from None
+    if text_field not in parquet.schema_arrow.names:
+        raise DataError(f"{path} has no column {text_field!r} (columns: {', '.join(parquet.schema_arrow.names)}); "
+                        "name it with --text-field")
+    size, rows = path.stat().st_size, max(parquet.metadata.num_rows, 1)
+    for batch in parquet.iter_batches(batch_size=1024, columns=[text_field]):
+        on_bytes(size * batch.num_rows // rows)  # compressed bytes, shared out over the rows
+        for text in batch.column(0).to_pylist():
+            if text:
+                yield text, True
