@@ -27,9 +27,9 @@ RESULT_TAG = "DDP_RESULT "
 
 def worker(args: argparse.Namespace) -> None:
     from tinylm.config import load_config
+    from tinylm.data.tokenizer import CharTokenizer
     from tinylm.training.distributed import init_from_env
     from tinylm.training.run import Corpus, build_trainer
-    from tinylm.data.tokenizer import CharTokenizer
 
     cfg = load_config(preset=args.preset, overrides=[f"device={args.device}", f"batch_size={args.batch}",
                                                      "eval_interval=1000000", "dtype=auto"])

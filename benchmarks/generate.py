@@ -17,10 +17,9 @@ import time
 
 import torch
 
+from tinylm import TransformerLanguageModel
 from tinylm.device import resolve_device
 from tinylm.sampling import generate
-from tinylm import TransformerLanguageModel
-
 
 NANOGPT_CHAR_SIZE = {"n_embed": 384, "block_size": 256, "n_layer": 6, "n_heads": 6}
 

@@ -26,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ def print_table(cfg: RunConfig, args, device: torch.device, ms: dict[str, float]
     tokens = cfg.train.batch_size * cfg.model.block_size
     peak = peak_flops(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
-    print(f"| config | device | path | ms/iter | tokens/s | MFU | speedup |")
+    print("| config | device | path | ms/iter | tokens/s | MFU | speedup |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row, value in ms.items():
         rate = tokens / (value / 1000)

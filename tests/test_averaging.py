@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TINY
 from torch import nn
 
+from conftest import TINY
 from tinylm.config import load_config
 from tinylm.errors import ConfigError
 from tinylm.evaluate import exact_loss

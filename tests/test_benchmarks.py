@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import pytest
+
 from conftest import REPO, TINY
 
 SETS = [arg for item in TINY + ["threads=1"] for arg in ("--set", item)]

@@ -1,12 +1,11 @@
 import pytest
 import torch
 
-from tinylm.training.rundir import clean_state_dict, load_checkpoint, load_run, save_checkpoint
+from conftest import TINY
 from tinylm.config import load_config
 from tinylm.errors import CheckpointError
 from tinylm.training.run import train_run
-
-from conftest import TINY
+from tinylm.training.rundir import clean_state_dict, load_checkpoint, load_run, save_checkpoint
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import random
 
 import pytest
 import torch
-from conftest import TINY
 from torch.nn import functional as F
 
+from conftest import TINY
 from tinylm.cli import main
 from tinylm.compress import Adapt, CompressError, compress_bytes, decompress_bytes
 from tinylm.compress.header import HEADER_SIZE, MODE_CODED, Header

@@ -12,7 +12,8 @@ NOTEBOOK_CLOUD_CONFIG = ('{"batch_size": 32, "block_size": 16, "max_iters": 1000
 
 def test_the_notebooks_cloud_config_is_accepted_verbatim():
     cfg = load_config(json_text=NOTEBOOK_CLOUD_CONFIG)
-    assert (cfg.train.max_iters, cfg.train.learning_rate, cfg.model.n_embed, cfg.model.dropout) == (10000, 1e-4, 64, 0.2)
+    t, m = cfg.train, cfg.model
+    assert (t.max_iters, t.learning_rate, m.n_embed, m.dropout) == (10000, 1e-4, 64, 0.2)
 
 
 def test_layers_apply_in_order_preset_file_json_set(tmp_path):
@@ -74,5 +75,6 @@ def test_presets_carry_the_exact_published_hyperparameters():
     assert (n.train.batch_size, n.model.dropout, n.train.learning_rate, n.train.min_lr) == (64, 0.2, 1e-3, 1e-4)
     assert (n.train.warmup_iters, n.train.beta2, n.train.weight_decay, n.train.grad_clip) == (100, 0.99, 0.1, 1.0)
     c = load_config("cpu-small")
-    assert (c.model.n_layer, c.model.n_embed, c.model.block_size, c.train.batch_size, c.train.max_iters) == (4, 128, 64, 12, 2000)
+    shape = (c.model.n_layer, c.model.n_embed, c.model.block_size, c.train.batch_size, c.train.max_iters)
+    assert shape == (4, 128, 64, 12, 2000)
     assert set(PRESETS) >= {"bigram", "attention-1", "attention-3", "nanogpt-char", "cpu-small"}

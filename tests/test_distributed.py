@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinylm.training.rundir import load_checkpoint
+from conftest import TINY
 from tinylm.cli import main as tinylm_main
 from tinylm.config import load_config
 from tinylm.training.distributed import strip_nproc, torchrun_command
 from tinylm.training.run import train_run
-
-from conftest import TINY
+from tinylm.training.rundir import load_checkpoint
 
 pytestmark = pytest.mark.slow
 QUIET = {"progress": False, "log": lambda _: None}
@@ -71,7 +70,8 @@ def two_rank_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ddp")
     text = workdir / "small.txt"
     text.write_text(("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-                     "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 40)
+                     "All:\nSpeak, speak.\n\n"
+                     "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 40)
     out = workdir / "run"
     torchrun(2, *options(text, "batch_size=4", "max_iters=8"), "--out", str(out))
     return text, out
@@ -147,7 +147,8 @@ def test_killing_one_rank_ends_the_job_and_the_run_resumes_exactly(two_rank_run,
     step = load_checkpoint(out / "ckpt.pt")["step"]  # the last checkpoint is whole
     assert step >= 3
     torchrun(2, "--out", str(out), "--resume", *options(text, "batch_size=4", f"max_iters={step + 4}"))
-    assert_same_training(load_checkpoint(out / "ckpt.pt"), single_process(text, "batch_size=8", f"max_iters={step + 4}"))
+    alone = single_process(text, "batch_size=8", f"max_iters={step + 4}")
+    assert_same_training(load_checkpoint(out / "ckpt.pt"), alone)
 
 
 def test_nproc_is_left_out_of_each_ranks_command():

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY
 from tinylm.cli import main
 from tinylm.config import load_config
 from tinylm.data import CharTokenizer
 from tinylm.export import export_run
 from tinylm.model import build_model
 from tinylm.training.rundir import RunDir, load_run
-
-from conftest import TINY
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 

@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from tinylm.training.rundir import load_run
-
 from conftest import TINY
+from tinylm.training.rundir import load_run
 
 
 def start_training(run_dir, text):

@@ -10,7 +10,8 @@ from tinylm.sampling import generate, next_logits
 def tiny(**options) -> TransformerLanguageModel:
     torch.manual_seed(0)
     # PyTorch's default init gives well-separated logits, so greedy choices are not near-ties.
-    return TransformerLanguageModel(65, n_embed=32, block_size=16, n_layer=2, n_heads=2, init="pytorch", **options).eval()
+    model = TransformerLanguageModel(65, n_embed=32, block_size=16, n_layer=2, n_heads=2, init="pytorch", **options)
+    return model.eval()
 
 
 PROMPT = torch.tensor([[5, 9, 14], [20, 1, 33]])

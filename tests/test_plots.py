@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import TINY
-from tinylm.training.rundir import load_run
 from tinylm.config import load_config
 from tinylm.errors import TinyLMError
 from tinylm.training.run import train_run
+from tinylm.training.rundir import load_run
 
 pytest.importorskip("matplotlib")
 from tinylm.inspect import plots, probe  # noqa: E402

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
 
+from conftest import TINY
 from tinylm.config import load_config
 from tinylm.data import BatchLoader, ByteTokenizer
 from tinylm.data.loader import MemmapLoader

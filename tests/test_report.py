@@ -8,14 +8,13 @@ import subprocess
 
 import pytest
 
+from conftest import REPO, TINY
 from tinylm.cli import main
 from tinylm.config import load_config
 from tinylm.evaluate import exact_loss
 from tinylm.report import card_value, git_commit, list_runs
-from tinylm.training.rundir import load_run
 from tinylm.training.run import prepare_corpus, train_run
-
-from conftest import REPO, TINY
+from tinylm.training.rundir import load_run
 
 SETS = [a for kv in [*TINY, "max_iters=12", "eval_interval=5"] for a in ("--set", kv)]
 

@@ -62,7 +62,8 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 180) -> Non
 
 def post(url: str, payload: dict) -> tuple[int, str, str]:
     """(status, content type, body) of a JSON POST."""
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, response.headers["Content-Type"], response.read().decode()

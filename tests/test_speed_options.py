@@ -6,15 +6,14 @@ import math
 import pytest
 import torch
 
+from conftest import TINY
+from tinylm import TransformerLanguageModel
 from tinylm.config import load_config
 from tinylm.errors import ConfigError
-from tinylm import TransformerLanguageModel
 from tinylm.model.rope import Rotary
-from tinylm.optim.muon import Muon, orthogonalize
 from tinylm.optim import hidden_matrices, make_optimizer
+from tinylm.optim.muon import Muon, orthogonalize
 from tinylm.training.run import train_run
-
-from conftest import TINY
 
 V = 65
 OPTIONS = [{"rope": True}, {"qk_norm": True}, {"mlp_activation": "relu2"}, {"zero_init_proj": True},

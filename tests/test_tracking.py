@@ -15,13 +15,12 @@ import sys
 
 import pytest
 
+from conftest import TINY
 from tinylm.cli import main
 from tinylm.config import load_config
 from tinylm.errors import TinyLMError
 from tinylm.training import tracking
 from tinylm.training.run import train_run
-
-from conftest import TINY
 
 STEPS = ["max_iters=12", "eval_interval=5", "grad_clip=1.0"]
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.errors import ConfigError
-
 from tinylm.presets import PRESETS
 
 if sys.version_info >= (3, 11):
@@ -97,7 +96,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         cfg = cls()
         apply_mapping(cfg, data)
         validate(cfg)

@@ -14,7 +14,7 @@ same training data as an unbroken one).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F

@@ -20,8 +20,8 @@ from __future__ import annotations
 import codecs
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch.nn import functional as F
@@ -44,7 +44,7 @@ class SamplingOptions:
     top_k: int | None = None
     top_p: float | None = None
 
-    def validate(self, max_tokens: int | None = None) -> "SamplingOptions":
+    def validate(self, max_tokens: int | None = None) -> SamplingOptions:
         """Raise TinyLMError naming the first out-of-range value; return self."""
         limit = "" if max_tokens is None else f" and <= {max_tokens}"
         _require_int("max_new_tokens", self.max_new_tokens)

@@ -27,7 +27,8 @@ def _add_up_options(parser: argparse.ArgumentParser) -> None:
     from tinylm.cloud.runpod_provider import DEFAULT_GPU, DEFAULT_IMAGE
 
     _add_host(parser)
-    parser.add_argument("--gpu", default=DEFAULT_GPU, metavar="TYPE", help=f"RunPod GPU type id (default: {DEFAULT_GPU})")
+    parser.add_argument("--gpu", default=DEFAULT_GPU, metavar="TYPE",
+                        help=f"RunPod GPU type id (default: {DEFAULT_GPU})")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="pod image with PyTorch (default: %(default)s)")
     parser.add_argument("--gpus", type=int, default=1, metavar="N",
                         help="GPUs on the pod (or on --host); `train` then runs torchrun on all of them (DDP)")

@@ -18,8 +18,8 @@ import subprocess
 from dataclasses import dataclass
 
 from tinylm.cloud.runpod_provider import CloudError
-from tinylm.cloud.target import Target
 from tinylm.cloud.ssh import clean_env
+from tinylm.cloud.target import Target
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 VENV_PYTHON = ".venv/bin/python"

@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from tinylm.errors import TinyLMError
 
@@ -56,7 +57,7 @@ class RunPodProvider:
         return "RunPodProvider(api_key=<hidden>)"
 
     @classmethod
-    def from_env(cls) -> "RunPodProvider":
+    def from_env(cls) -> RunPodProvider:
         key = os.environ.get("RUNPOD_API_KEY", "").strip()
         if not key:
             raise CloudError(f"RUNPOD_API_KEY is not set: {KEY_HELP}")

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylm.atomic import atomic_write_text
-from tinylm.training.rundir import CHECKPOINT_NAME
 from tinylm.cloud.job import RemoteJob, check_name
 from tinylm.cloud.runpod_provider import DEFAULT_GPU, DEFAULT_IMAGE, CloudError, RunPodProvider
 from tinylm.cloud.ssh import ProjectKeys, SSHTarget, probe
@@ -29,6 +28,7 @@ from tinylm.cloud.target import DEFAULT_REMOTE_DIR, Target, install_watchdog, wa
 from tinylm.config import RunConfig, validate
 from tinylm.data import data_dir, read_text
 from tinylm.errors import DataError, TinyLMError
+from tinylm.training.rundir import CHECKPOINT_NAME
 
 REMOTE_PYTHON_ENV = "TINYLM_CLOUD_REMOTE_PYTHON"  # e.g. a machine that already has torch and tinylm's deps
 USER_DATA_DIR = ".tinylm/data/files"
@@ -112,7 +112,8 @@ def _up_pod(state: CloudState, opts: UpOptions, log) -> Target:
         target = Target(ssh, state.target["remote_dir"], pod_id, provider)
         if opts.max_minutes is not None:
             state.target["watchdog_pid"] = install_watchdog(target, opts.max_minutes)
-            state.target["stops_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + opts.max_minutes * 60))
+            stops_at = time.gmtime(time.time() + opts.max_minutes * 60)
+            state.target["stops_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", stops_at)
             state.save()
     except (TinyLMError, KeyboardInterrupt) as exc:  # any failure: a pod we cannot use must not bill on
         provider.terminate(pod_id)

@@ -1,7 +1,7 @@
 """Real ``ssh`` and ``rsync`` command lines for a pod or any SSH machine.
 
     target = SSHTarget.parse("root@203.0.113.7:22022", keys=ProjectKeys.ensure(Path(".tinylm")))
-    subprocess.run(target.ssh_argv("nvidia-smi"))             # ['ssh', '-i', ..., '-p', '22022', '-T', '--', 'root@...', 'nvidia-smi']
+    subprocess.run(target.ssh_argv("nvidia-smi"))  # ['ssh', '-i', ..., '-p', '22022', '-T', '--', 'root@..', 'nvidia-smi']
     subprocess.run(target.rsync_argv(["src/"], "tinylm/src/"))  # push, over the same ssh options
 
 The project's own ed25519 key (mode 0600) lives in ``.tinylm/id_ed25519``; host keys are pinned in
@@ -48,15 +48,16 @@ class ProjectKeys:
     known_hosts: Path
 
     @classmethod
-    def ensure(cls, state_dir: Path) -> "ProjectKeys":
+    def ensure(cls, state_dir: Path) -> ProjectKeys:
         """Create ``state_dir/id_ed25519`` (mode 0600) on first use; reuse it afterwards."""
         state_dir.mkdir(parents=True, exist_ok=True)
         key = state_dir / "id_ed25519"
         if not key.is_file():
-            result = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tinylm-cloud", "-f", str(key)],
-                                    capture_output=True, text=True)
+            keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tinylm-cloud", "-f", str(key)]
+            result = subprocess.run(keygen, capture_output=True, text=True)
             if result.returncode != 0:
-                raise TinyLMError(f"ssh-keygen could not create {key}: {result.stderr.strip()}; is openssh-client installed?")
+                raise TinyLMError(f"ssh-keygen could not create {key}: {result.stderr.strip()}; "
+                                  "is openssh-client installed?")
         os.chmod(key, 0o600)
         known_hosts = state_dir / "known_hosts"
         known_hosts.touch(mode=0o600, exist_ok=True)
@@ -87,7 +88,7 @@ class SSHTarget:
         check_address(self.user, self.host, self.port)
 
     @classmethod
-    def parse(cls, spec: str, keys: ProjectKeys, only_project_key: bool = False) -> "SSHTarget":
+    def parse(cls, spec: str, keys: ProjectKeys, only_project_key: bool = False) -> SSHTarget:
         match = _HOST_RE.match(spec.strip())
         if not match:
             raise TinyLMError(f"--host must look like user@ip[:port] (e.g. root@203.0.113.7:22022), got {spec!r}")

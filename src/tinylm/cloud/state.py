@@ -42,7 +42,7 @@ class CloudState:
         return self.state_dir / STATE_NAME
 
     @classmethod
-    def load(cls, state_dir: Path) -> "CloudState":
+    def load(cls, state_dir: Path) -> CloudState:
         path = state_dir / STATE_NAME
         if not path.is_file():
             return cls(state_dir)

@@ -30,7 +30,8 @@ DEFAULT_REMOTE_DIR = "tinylm"
 SYNC_ALLOW = ("pyproject.toml", "README.md", "LICENSE", "src")
 SYNC_SKIP_PARTS = ("__pycache__", ".egg-info")
 NEEDS_RSYNC = ("command -v rsync >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq rsync) "
-               ">/dev/null 2>&1; } || { echo 'rsync is missing on the remote machine: install it there' >&2; exit 98; }")
+               ">/dev/null 2>&1; } || "
+               "{ echo 'rsync is missing on the remote machine: install it there' >&2; exit 98; }")
 POLL_SECONDS = 2.0
 
 

@@ -105,7 +105,7 @@ def decompress_bytes(blob: bytes, model: torch.nn.Module, tokenizer, progress: b
     try:
         chars = _decode(np.frombuffer(payload, dtype="<u4").astype(np.uint32), header, model, tokenizer, progress)
         data = from_chars("".join(chars))
-    except (AssertionError, ValueError, UnicodeError, RuntimeError):  # garbage decodes to nonsense, or constriction asserts
+    except (AssertionError, ValueError, UnicodeError, RuntimeError):  # garbage decodes to nonsense, or asserts
         raise CompressError("the file is damaged (its payload does not decode)") from None
     return _verified(header, data)
 

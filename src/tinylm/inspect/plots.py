@@ -15,16 +15,22 @@ The numbers come from ``tinylm.inspect.probe``; the CLI is ``tinylm plot`` / ``t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from torch import nn
 
 from tinylm.atomic import atomic_write
-from tinylm.errors import TinyLMError
-from tinylm.inspect.probe import (attention_maps, bigram_probabilities, char_label, embedding_pca,
-                          next_char_distribution, run_metrics)
 from tinylm.data.tokenizer import CharTokenizer
+from tinylm.errors import TinyLMError
+from tinylm.inspect.probe import (
+    attention_maps,
+    bigram_probabilities,
+    char_label,
+    embedding_pca,
+    next_char_distribution,
+    run_metrics,
+)
 
 DPI = 100
 

@@ -10,7 +10,7 @@ Models only compute logits (and a loss); sampling lives in ``tinylm.sampling``.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from torch import nn
 

@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 from tinylm.errors import TinyLMError
 from tinylm.training.rundir import RunDir
@@ -38,7 +37,7 @@ class BackgroundServer:
         self.run, self.host, self.port, self.device_name = RunDir(run_dir), host, port, device_name
         self._server = None
         self._stop = threading.Event()
-        self.error: Optional[str] = None
+        self.error: str | None = None
         self.thread = threading.Thread(target=self._serve, name="tinylm-serve", daemon=True)
 
     def start(self) -> None:

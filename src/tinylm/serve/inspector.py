@@ -14,8 +14,8 @@ Bad requests get 400 with ``{"error": "..."}`` through the app's error handlers.
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from importlib import resources
-from typing import AsyncIterator, Optional
 
 from tinylm.errors import TinyLMError
 from tinylm.inspect import probe
@@ -37,8 +37,8 @@ def request_models():
 
     class AttentionRequest(Strict):
         text: str
-        layer: Optional[int] = None  # None: every layer
-        head: Optional[int] = None  # None: every head
+        layer: int | None = None  # None: every layer
+        head: int | None = None  # None: every head
 
     class LensRequest(Strict):
         text: str  # the guesses are for the character after it
@@ -47,8 +47,8 @@ def request_models():
     class SamplingRequest(Strict):
         text: str = ""
         temperature: float = 1.0
-        top_k: Optional[int] = None
-        top_p: Optional[float] = None
+        top_k: int | None = None
+        top_p: float | None = None
         k: int = 20  # rows shown: the k most likely characters under the model
 
     return AttentionRequest, LensRequest, SamplingRequest
@@ -65,7 +65,7 @@ def checked_text(tokenizer, text: str, allow_empty: bool = False) -> str:
     return text
 
 
-def check_index(name: str, value: Optional[int], count: int) -> slice:
+def check_index(name: str, value: int | None, count: int) -> slice:
     """The slice an optional layer/head index picks; out of range is a user error."""
     if value is None:
         return slice(None)

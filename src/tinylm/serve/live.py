@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -33,7 +33,7 @@ MAX_TEXT_CHARS = 2000  # a sample string in a metrics line is cut to this
 SAMPLE_CHARS = 200  # the sample shown for each new checkpoint
 
 
-def file_signature(path: Path) -> Optional[tuple[int, int, int]]:
+def file_signature(path: Path) -> tuple[int, int, int] | None:
     """(inode, size, mtime_ns), or None for a missing file: a rename or an append changes it."""
     try:
         st = os.stat(path)
@@ -47,9 +47,9 @@ class Loaded:
     model: torch.nn.Module
     tokenizer: CharTokenizer
     step: int
-    signature: Optional[tuple[int, int, int]]
+    signature: tuple[int, int, int] | None
     version: int  # 1 for the model loaded at start, +1 for each reload
-    sample: Optional[str] = field(default=None, repr=False)
+    sample: str | None = field(default=None, repr=False)
 
 
 class LiveModel:
@@ -58,8 +58,8 @@ class LiveModel:
     def __init__(self, run_dir: str | Path, device: torch.device):
         self.run, self.device = RunDir(run_dir), device
         self._lock = threading.Lock()
-        self._failed: Optional[tuple[int, int, int]] = None  # the signature of a file that did not load
-        self.error: Optional[str] = None
+        self._failed: tuple[int, int, int] | None = None  # the signature of a file that did not load
+        self.error: str | None = None
         signature = file_signature(self.run.checkpoint)
         model, tokenizer, _, ckpt = load_run(self.run.path, device)
         self.state = Loaded(model, tokenizer, int(ckpt.get("step", 0)), signature, 1)
@@ -91,7 +91,7 @@ class LiveModel:
         return {"step": state.step, "version": state.version, "sample": state.sample, "error": self.error}
 
 
-def clean_metric(line: str) -> Optional[dict[str, Any]]:
+def clean_metric(line: str) -> dict[str, Any] | None:
     """A metrics line as a JSON-safe dict (NaN and infinities become null), or None if it is not one."""
     try:
         data = json.loads(line)
@@ -118,7 +118,7 @@ class MetricsTail:
 
     def __init__(self, path: Path):
         self.path = path
-        self.signature: Optional[tuple[int, int, int]] = None
+        self.signature: tuple[int, int, int] | None = None
         self.sent: list[str] = []  # the complete lines already turned into events
 
     def poll(self) -> list[tuple[str, dict]]:

@@ -134,7 +134,8 @@ class AverageLastCheckpoints(Callback):
         snapshots as one that never stopped.
         """
         final = float_state(trainer.model)
-        kept = list(self.snapshots)[len(self.snapshots) - self.snapshots.maxlen + 1:] if self.snapshots.maxlen > 1 else []
+        last = len(self.snapshots) - self.snapshots.maxlen + 1  # keep K - 1 snapshots besides the final weights
+        kept = list(self.snapshots)[last:] if self.snapshots.maxlen > 1 else []
         self.averaged = self.average(kept + [final])
 
 

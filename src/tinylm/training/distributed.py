@@ -19,10 +19,11 @@ import inspect
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -146,7 +147,8 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     # Buffers (causal masks, rotary tables) are constants: no need to broadcast them every forward.
     # Newer PyTorch renamed the option; older ones only know broadcast_buffers.
     params = inspect.signature(DistributedDataParallel).parameters
-    no_buffer_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    new_name = "forward_sync_buffers" in params
+    no_buffer_sync = {"forward_sync_buffers": False} if new_name else {"broadcast_buffers": False}
     return DistributedDataParallel(model, device_ids=device_ids, **no_buffer_sync)
 
 

@@ -27,7 +27,7 @@ import torch
 
 from tinylm.atomic import atomic_write, atomic_write_text
 from tinylm.config import RunConfig
-from tinylm.data import Tokenizer, tokenizer_from_dict
+from tinylm.data import Tokenizer, load_tokenizer, tokenizer_from_dict
 from tinylm.errors import CheckpointError, TinyLMError
 from tinylm.model import build_model
 from tinylm.training.ckpt_checks import check_checkpoint, clean_state_dict
@@ -222,7 +222,7 @@ def load_safetensors_run(path: Path, device: str | torch.device = "cpu"):
 
     try:
         cfg = RunConfig.from_dict(json.loads((path / CONFIG_NAME).read_text(encoding="utf-8")))
-        tokenizer = CharTokenizer.load(path / TOKENIZER_NAME)
+        tokenizer = load_tokenizer(path / TOKENIZER_NAME)
         model = build_model(cfg.model, tokenizer.vocab_size)
         load_model(model, path / SAFETENSORS_NAME, strict=True)
         with safe_open(path / SAFETENSORS_NAME, framework="pt") as f:

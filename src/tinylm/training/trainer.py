@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -28,40 +29,40 @@ from tinylm.training.rundir import clean_state_dict, unwrap
 class Callback:
     """Hooks the Trainer calls; override the ones you need."""
 
-    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_train_begin(self, trainer: Trainer) -> None: ...
 
-    def on_step(self, trainer: "Trainer", loss: torch.Tensor) -> None:
+    def on_step(self, trainer: Trainer, loss: torch.Tensor) -> None:
         """After each optimizer step; ``loss`` is this rank's mean loss, detached, still on the device."""
 
-    def on_eval(self, trainer: "Trainer", result: dict[str, float]) -> None: ...
+    def on_eval(self, trainer: Trainer, result: dict[str, float]) -> None: ...
 
-    def should_stop(self, trainer: "Trainer", result: dict[str, float]) -> bool:
+    def should_stop(self, trainer: Trainer, result: dict[str, float]) -> bool:
         return False
 
-    def on_train_end(self, trainer: "Trainer") -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
 
-    def state_dict(self, trainer: "Trainer") -> dict[str, Any]:
+    def state_dict(self, trainer: Trainer) -> dict[str, Any]:
         """Entries this callback adds to (or overrides in) the checkpoint."""
         return {}
 
-    def load_state_dict(self, trainer: "Trainer", ckpt: dict[str, Any]) -> None:
+    def load_state_dict(self, trainer: Trainer, ckpt: dict[str, Any]) -> None:
         """Take this callback's state back from a checkpoint (after the Trainer has taken its own)."""
 
 
 class ProgressBar(Callback):
     """A tqdm bar with the loss and tokens/s; ``.item()`` syncs the device, so only every 10 steps."""
 
-    def on_train_begin(self, trainer: "Trainer") -> None:
+    def on_train_begin(self, trainer: Trainer) -> None:
         self.bar = tqdm(total=trainer.max_iters, initial=trainer.step, disable=None, dynamic_ncols=True, leave=False)
         self.clock, self.clock_step = time.perf_counter(), trainer.step
 
-    def on_step(self, trainer: "Trainer", loss: torch.Tensor) -> None:
+    def on_step(self, trainer: Trainer, loss: torch.Tensor) -> None:
         self.bar.update(1)
         if trainer.step % 10 == 0 and not self.bar.disable:
             rate = trainer.tokens_per_step * (trainer.step - self.clock_step) / (time.perf_counter() - self.clock)
             self.bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
 
-    def on_train_end(self, trainer: "Trainer") -> None:
+    def on_train_end(self, trainer: Trainer) -> None:
         self.bar.close()
 
 
@@ -71,7 +72,7 @@ class StopAtValLoss(Callback):
     def __init__(self, target: float):
         self.target = target
 
-    def should_stop(self, trainer: "Trainer", result: dict[str, float]) -> bool:
+    def should_stop(self, trainer: Trainer, result: dict[str, float]) -> bool:
         return self.target > 0 and result["val_loss"] <= self.target
 
 
