@@ -1,7 +1,7 @@
 """Real ``ssh`` and ``rsync`` command lines for a pod or any SSH machine.
 
     target = SSHTarget.parse("root@203.0.113.7:22022", keys=ProjectKeys.ensure(Path(".tinylm")))
-    subprocess.run(target.ssh_argv("nvidia-smi"))  # ['ssh', '-i', ..., '-p', '22022', '-T', '--', 'root@..', 'nvidia-smi']
+    subprocess.run(target.ssh_argv("nvidia-smi"))  # ssh -i KEY -p 22022 -T -- root@203.0.113.7 nvidia-smi
     subprocess.run(target.rsync_argv(["src/"], "tinylm/src/"))  # push, over the same ssh options
 
 The project's own ed25519 key (mode 0600) lives in ``.tinylm/id_ed25519``; host keys are pinned in
