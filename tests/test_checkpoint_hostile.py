@@ -20,6 +20,7 @@ from conftest import TINY, run_cli
 from tinylm.cli import main
 from tinylm.config import load_config
 from tinylm.errors import CheckpointError
+from tinylm.presets import PRESETS
 from tinylm.training.run import train_run
 from tinylm.training.rundir import RunDir, load_run, save_checkpoint
 
@@ -214,3 +215,13 @@ def test_sample_options_are_one_line_errors(good_ckpt, tmp_path, capsys, args, f
     assert main(["sample", "--run", str(run), "--max-new-tokens", "3", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinylm: error:") and fragment in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_the_rough_size_guard_never_refuses_a_real_model(preset):
+    from tinylm.model import build_model
+    from tinylm.training.ckpt_checks import rough_parameter_count
+
+    cfg = load_config(preset=preset)
+    real = sum(t.numel() for t in build_model(cfg.model, 65).state_dict().values())
+    assert real / 2 <= rough_parameter_count(cfg, 65) <= 2 * real + 1_000_000
