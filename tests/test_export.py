@@ -157,3 +157,15 @@ def test_an_existing_out_needs_force(tmp_path, capsys):
     code, _, err = tinylm(capsys, "export", "--run", str(tmp_path / "run"), "--format", "onnx",
                           "--out", str(tmp_path), "--force")
     assert code == 2 and "holds) the run" in err and (tmp_path / "run" / "ckpt.pt").exists()
+
+
+def test_a_safetensors_directory_whose_config_asks_for_a_huge_model_is_refused_before_building(tmp_path, capsys):
+    import json
+
+    make_run(tmp_path / "run")
+    export_run(tmp_path / "run", "safetensors", tmp_path / "st")
+    config = json.loads((tmp_path / "st" / "config.json").read_text())
+    config["model"]["n_embed"], config["model"]["n_heads"] = 65536, 1  # ~51 GB if it were built
+    (tmp_path / "st" / "config.json").write_text(json.dumps(config))
+    code, _, err = tinylm(capsys, "sample", "--run", str(tmp_path / "st"), "--max-new-tokens", "5")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "model.safetensors" in err, err

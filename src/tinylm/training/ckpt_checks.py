@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from tinylm.config import RunConfig
+from tinylm.data import tokenizer_from_dict
 from tinylm.errors import CheckpointError, TinyLMError
 from tinylm.model import build_model
 
@@ -84,6 +85,11 @@ def _checked_config(data: Any, fail) -> RunConfig:
 
 
 def _checked_vocab_size(data: Any, fail) -> int:
+    if isinstance(data, dict) and (data.get("type") == "byte" or "model" in data):  # byte and BPE tokenizers
+        try:
+            return tokenizer_from_dict(data).vocab_size
+        except Exception as exc:  # a hostile dict can make the tokenizer library raise anything
+            raise fail(f"has a tokenizer tinylm cannot read ({type(exc).__name__})") from None
     chars = data.get("chars") if isinstance(data, dict) else None
     if not isinstance(chars, list) or not chars:
         raise fail("has no tokenizer character list")

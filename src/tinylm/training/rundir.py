@@ -30,7 +30,7 @@ from tinylm.config import RunConfig
 from tinylm.data import Tokenizer, load_tokenizer, tokenizer_from_dict
 from tinylm.errors import CheckpointError, TinyLMError
 from tinylm.model import build_model
-from tinylm.training.ckpt_checks import check_checkpoint, clean_state_dict
+from tinylm.training.ckpt_checks import check_checkpoint, check_weight_shapes, clean_state_dict
 
 CHECKPOINT_NAME = "ckpt.pt"
 SAFETENSORS_NAME = "model.safetensors"  # weights only, as ``tinylm export --format safetensors`` writes them
@@ -223,10 +223,17 @@ def load_safetensors_run(path: Path, device: str | torch.device = "cpu"):
     try:
         cfg = RunConfig.from_dict(json.loads((path / CONFIG_NAME).read_text(encoding="utf-8")))
         tokenizer = load_tokenizer(path / TOKENIZER_NAME)
-        model = build_model(cfg.model, tokenizer.vocab_size)
-        load_model(model, path / SAFETENSORS_NAME, strict=True)
         with safe_open(path / SAFETENSORS_NAME, framework="pt") as f:
             step = int((f.metadata() or {}).get("step", -1))
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        if cfg.model.tie_weights:  # safetensors stores a shared tensor once, under either name
+            for name, twin in (("head.weight", "token_embedding.weight"), ("token_embedding.weight", "head.weight")):
+                if name not in shapes and twin in shapes:
+                    shapes[name] = shapes[twin]
+        # the header's shapes must be what config.json builds, before anything is allocated
+        check_weight_shapes(cfg, tokenizer.vocab_size, shapes, path / SAFETENSORS_NAME)
+        model = build_model(cfg.model, tokenizer.vocab_size)
+        load_model(model, path / SAFETENSORS_NAME, strict=True)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{path} holds model.safetensors but cannot be loaded ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); export it again") from None
