@@ -178,7 +178,7 @@ def test_train_serve_shows_the_run_as_it_trains(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "tinylm", "train", *sets, "--data", str(text), "--out",
                              str(tmp_path / "run"), "--device", "cpu", "--quiet", "--sample-chars", "0",
                              "--serve", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    url, printed = f"http://127.0.0.1:{port}", []
     try:
         wait_until_up(url, proc)
         steps, evaluations = [], []
@@ -189,9 +189,12 @@ def test_train_serve_shows_the_run_as_it_trains(tmp_path):
         assert steps == sorted(steps) and evaluations[-3:] == [0, 20, 40]
         assert get(url + "/api/inspect/model")["step"] == 41
         assert len(api(url + "/api/inspect/attention", {"text": "the fox"})["weights"]) == 2
+        # after the last checkpoint the run still writes its report: wait until it only serves
+        while not printed or "training done" not in printed[-1] and printed[-1]:
+            printed.append(proc.stdout.readline())
     finally:
         proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=60)[0]
+        out = "".join(printed) + proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, out
     assert f"watch it train: {url}" in out and "training done; the inspector stays" in out
 

@@ -22,6 +22,8 @@ from tinylm.training.run import train_run
 
 LONG = json.dumps({"prompt": "the ", "max_new_tokens": 2000}).encode()
 
+pytestmark = pytest.mark.serial  # its latency bounds assume the machine is not running other tests
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, data_cache):
