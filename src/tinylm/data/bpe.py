@@ -47,6 +47,7 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 4096) -> BPETokenizer:
+        require_module("tokenizers", "BPE tokenizers")
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -88,9 +89,18 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, data: dict) -> BPETokenizer:
+        require_module("tokenizers", "BPE tokenizers")
         from tokenizers import Tokenizer as HFTokenizer
 
         try:
             return cls(HFTokenizer.from_str(json.dumps(data)))
         except Exception as exc:  # noqa: BLE001 - the library raises its own types for a malformed file
             raise DataError(f"the BPE tokenizer description is malformed ({exc}); prepare the data again") from None
+
+
+def require_module(name: str, what: str) -> None:
+    """One line naming the extra to install when an optional package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        raise DataError(f"{what} need the {name} package: pip install -e '.[data]'")

@@ -167,6 +167,9 @@ def _jsonl_pieces(path: Path, text_field: str, errors: str, on_bytes) -> Iterato
 
 
 def _parquet_pieces(path: Path, text_field: str, on_bytes) -> Iterator[tuple[str, bool]]:
+    from tinylm.data.bpe import require_module
+
+    require_module("pyarrow", ".parquet sources")
     import pyarrow.parquet as pq
 
     try:
