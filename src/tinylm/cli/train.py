@@ -53,12 +53,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     server = start_server(args.serve, run_dir) if args.serve is not None and dist is None else None
     try:
         result = train_run(cfg, run_dir, resume=args.resume, progress=not args.quiet, log=print, dist=dist)
+        if dist is None or dist.is_main():
+            val_loss = report(result, run_dir, args.sample_chars)
+            write_run_card(run_dir, None if args.resume else args.preset, val_loss, cfg.train.device,
+                           args.sample_chars)
+        if dist is not None:
+            # the other ranks wait for rank 0's report: a rank that tore down gloo and exited while
+            # rank 0 still worked sometimes aborted at exit ("terminate called without an active exception")
+            dist.barrier()
     finally:
         if dist is not None:
             dist.cleanup()
-    if dist is None or dist.is_main():
-        val_loss = report(result, run_dir, args.sample_chars)
-        write_run_card(run_dir, None if args.resume else args.preset, val_loss, cfg.train.device, args.sample_chars)
     if server is not None:
         keep_serving(server)
     return 0

@@ -83,6 +83,10 @@ class DistContext:
         if message:
             raise TinyLMError(message)
 
+    def barrier(self) -> None:
+        if self.active:
+            torch.distributed.barrier()
+
     def cleanup(self) -> None:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
