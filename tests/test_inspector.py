@@ -42,8 +42,8 @@ def start_server(run) -> tuple[str, subprocess.Popen]:
     return url, proc
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def serve_random_run(tmp_path_factory):
+    """(url, run dir) of a server over a seeded random tiny run; stops the server afterwards."""
     run = make_run(tmp_path_factory.mktemp("runs") / "r", seed=0, step=100, metrics=[metric(0), metric(50)])
     url, proc = start_server(run)
     try:
@@ -51,6 +51,11 @@ def served(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    yield from serve_random_run(tmp_path_factory)
 
 
 def get(url: str) -> dict:

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from runs_helper import append_metric, make_run, metric, replace_checkpoint
-from test_inspector import api, start_server
+from runs_helper import append_metric, replace_checkpoint
+from test_inspector import api, serve_random_run
 from test_serve import launch_chromium
 from tinylm.inspect import probe
 from tinylm.training.rundir import load_run
@@ -21,13 +21,7 @@ TEXT = "the quick brown fox"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):  # the last test replaces the checkpoint: the others run first
     pytest.importorskip("fastapi", reason="needs tinylm[serve]")
-    run = make_run(tmp_path_factory.mktemp("runs") / "r", seed=0, step=100, metrics=[metric(0), metric(50)])
-    url, proc = start_server(run)
-    try:
-        yield url, run
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    yield from serve_random_run(tmp_path_factory)
 
 
 @pytest.fixture
