@@ -116,7 +116,8 @@ class Trainer:
 
     def run_steps(self, n: int) -> None:
         """Train ``n`` optimizer steps, with no evaluation."""
-        self.model.train()
+        if not self.model.training:  # train() calls this once a step: skip the walk over every module
+            self.model.train()
         for _ in range(n):
             loss = self.train_step()
             self.step += 1
