@@ -58,12 +58,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             write_run_card(run_dir, None if args.resume else args.preset, val_loss, cfg.train.device,
                            args.sample_chars)
         if dist is not None:
-            # the other ranks wait for rank 0's report: a rank that tore down gloo and exited while
-            # rank 0 still worked sometimes aborted at exit ("terminate called without an active exception")
-            dist.barrier()
+            dist.barrier()  # the other ranks wait for rank 0's report, then all tear down together
     finally:
         if dist is not None:
             dist.cleanup()
+    if dist is not None:
+        distributed.exit_finished_rank()
     if server is not None:
         keep_serving(server)
     return 0
