@@ -49,9 +49,16 @@ def server(tmp_path_factory, data_cache):
         proc.wait(timeout=30)
 
 
-def send(port: int, path: str, body: bytes = b"", headers: dict | None = None, method: str = "POST") -> socket.socket:
-    """Open a connection and send one request; the caller reads (or drops) the answer."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+def send(port: int, path: str, body: bytes = b"", headers: dict | None = None, method: str = "POST",
+         receive_buffer: int | None = None) -> socket.socket:
+    """Open a connection and send one request; the caller reads (or drops) the answer.
+
+    A small ``receive_buffer`` makes an unread stream push back on the server (TCP flow control)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
     head = {"Host": "127.0.0.1", "Connection": "close", "Content-Length": str(len(body)), **(headers or {})}
     lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in head.items()]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -154,8 +161,8 @@ def test_45_long_generations_leave_page_and_info_responsive_and_drops_stop_them(
 
 
 def test_a_dropped_stream_stops_its_generation(server):
-    sock = send(server, "/api/generate", json.dumps({"prompt": "the ", "max_new_tokens": 2000, "stream": True})
-                .encode())
+    body = json.dumps({"prompt": "the ", "max_new_tokens": 2000, "stream": True}).encode()
+    sock = send(server, "/api/generate", body, receive_buffer=1024)  # unread, the stream stalls: still running
     first = sock.recv(4096)
     assert first.startswith(b"HTTP/1.1 200") and re.search(rb"text/event-stream", first)
     assert info(server)["running"] == 1
