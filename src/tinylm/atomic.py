@@ -65,3 +65,16 @@ def _write_then_rename(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def process_is_gone(pid: str) -> bool:
+    """Whether no process has id ``pid`` (a temp file's owner that was killed): safe to clean up after."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False

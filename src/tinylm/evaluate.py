@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -52,41 +53,70 @@ def estimate_loss(model: torch.nn.Module, loaders: dict[str, BatchLoader], eval_
 
 
 @torch.no_grad()
-def exact_loss(model: torch.nn.Module, data: torch.Tensor, block_size: int | None = None,
+def exact_loss(model: torch.nn.Module, data: torch.Tensor | np.ndarray, block_size: int | None = None,
                batch_size: int = 64, dtype: str = "auto") -> float:
     """Mean cross-entropy over every token of ``data`` but the first.
 
     The split is cut into consecutive windows of ``block_size`` targets; inside a window the model
     sees 1..block_size tokens of context. A last, shorter remainder is scored with a full window
-    that ends at the split's end, counting only its new targets.
+    that ends at the split's end, counting only its new targets. ``data`` may be a memory-mapped
+    shard (``tinylm prepare``): only the windows of one batch are read at a time.
     """
     T = block_size or model.block_size
     device = model_device(model)
-    data = data.to(device)
+    windows = _window_reader(data, T, device)
     n_targets = len(data) - 1
-    starts = torch.arange(0, n_targets - T + 1, T, device=device)  # full windows
+    starts = torch.arange(0, n_targets - T + 1, T)  # full windows
     with eval_mode(model):
-        total = _summed_loss(model, data, starts, T, batch_size, T, dtype)
+        total = _summed_loss(model, windows, starts, batch_size, T, dtype)
         remainder = n_targets - len(starts) * T
         if remainder:
-            tail = torch.tensor([n_targets - T], device=device)
-            total += _summed_loss(model, data, tail, T, batch_size, remainder, dtype)
+            total += _summed_loss(model, windows, torch.tensor([n_targets - T]), batch_size, remainder, dtype)
     return total.item() / n_targets
 
 
-def _summed_loss(model, data, starts, T, batch_size, keep_last, dtype) -> torch.Tensor:
-    """Summed cross-entropy of the last ``keep_last`` targets of each window starting at ``starts``."""
-    device = data.device
+def _window_reader(data: torch.Tensor | np.ndarray, T: int, device: torch.device):
+    """starts (N,) -> the windows data[s : s + T + 1] as an (N, T+1) int64 tensor on ``device``."""
+    if isinstance(data, np.ndarray):
+        offsets = np.arange(T + 1)
+        return lambda starts: torch.from_numpy(data[starts.numpy()[:, None] + offsets].astype(np.int64)).to(device)
+    data = data.to(device)
     offsets = torch.arange(T + 1, device=device)
+    return lambda starts: data[starts.to(device)[:, None] + offsets]
+
+
+def _summed_loss(model, windows, starts, batch_size, keep_last, dtype) -> torch.Tensor:
+    """Summed cross-entropy of the last ``keep_last`` targets of each window starting at ``starts``."""
+    device = model_device(model)
     total = torch.zeros((), device=device, dtype=torch.float64)
     for chunk in starts.split(batch_size):
-        windows = data[chunk[:, None] + offsets]  # (B, T+1)
-        x, y = windows[:, :-1], windows[:, 1:]  # (B, T) each
+        batch = windows(chunk)  # (B, T+1)
+        x, y = batch[:, :-1], batch[:, 1:]  # (B, T) each
         with autocast(device, dtype):
             logits, _ = model(x)  # (B, T, V)
         logits, y = logits[:, -keep_last:].float(), y[:, -keep_last:]
         total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
     return total
+
+
+SCORED_TOKENS = 1_000_000  # the end-of-run exact loss scores at most this many tokens of a split
+
+
+def scored_part(data: torch.Tensor | np.ndarray, max_tokens: int = SCORED_TOKENS) -> tuple[object, str]:
+    """The first ``max_tokens`` targets of a split (all if 0), and a note saying so when it was cut.
+
+    Tiny Shakespeare's val split (111,540 tokens) is scored whole; a 2 GB corpus's 200 M val tokens
+    would take hours on a CPU, so its exact loss covers a prefix and says how much.
+    """
+    if not max_tokens or len(data) <= max_tokens + 1:
+        return data, ""
+    return data[:max_tokens + 1], f" (first {max_tokens:,} of {len(data) - 1:,} tokens)"
+
+
+def utf8_bytes(ids: torch.Tensor | np.ndarray, token_bytes: np.ndarray, chunk: int = 1 << 22) -> int:
+    """UTF-8 bytes the token ids stand for (``token_bytes``: (V,) per id), summed a chunk at a time."""
+    ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
+    return sum(int(token_bytes[ids[i:i + chunk]].sum()) for i in range(0, len(ids), chunk))
 
 
 def bits_per_byte(mean_loss: float, tokens_per_byte: float) -> float:

@@ -26,7 +26,7 @@ from tinylm.atomic import atomic_write, atomic_write_text
 from tinylm.config import RunConfig, load_config
 from tinylm.device import resolve_device
 from tinylm.errors import TinyLMError
-from tinylm.evaluate import exact_loss
+from tinylm.evaluate import exact_loss, scored_part
 from tinylm.presets import PRESETS
 from tinylm.sampling import SamplingOptions, sample_texts
 from tinylm.training.rundir import RunDir, load_run
@@ -148,7 +148,7 @@ def write_report(run_dir: str | Path, preset: str | None = None, exact_val: floa
     model, tokenizer, cfg, ckpt = load_run(run_dir, where)
     preset = preset if preset is not None else closest_preset(cfg)
     if exact_val is None:
-        exact_val = exact_loss(model, prepare_corpus(cfg, tokenizer).val_data, dtype=cfg.train.dtype)
+        exact_val = exact_loss(model, scored_part(prepare_corpus(cfg, tokenizer).val_data)[0], dtype=cfg.train.dtype)
     generator = torch.Generator(device=where).manual_seed(seed)
     samples = sample_texts(model, tokenizer, "", SamplingOptions(max_new_tokens=sample_chars), 2,
                            generator=generator) if sample_chars else []

@@ -18,16 +18,16 @@ def register(subparsers) -> None:
                       help="score the mean of these runs' next-token probabilities (same tokenizer)")
     evaluate.add_argument("--data", metavar="PATH",
                           help="the text (or prepared directory) the run was trained on, if not the default")
+    evaluate.add_argument("--max-tokens", type=int, default=1_000_000, metavar="N",
+                          help="score at most the first N tokens of each split (0: all of them)")
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(handler=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
 
     from tinylm.device import resolve_device
-    from tinylm.evaluate import bits_per_byte, exact_loss
+    from tinylm.evaluate import bits_per_byte, exact_loss, scored_part, utf8_bytes
     from tinylm.training.run import prepare_corpus
     from tinylm.training.rundir import load_run
 
@@ -39,13 +39,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg.train.data = args.data
     corpus = prepare_corpus(cfg, tokenizer)
     table = tokenizer.token_bytes()  # (V,) UTF-8 bytes per token
-    for name, data in (("val", corpus.val_data), ("train", corpus.train_data)):
-        data = torch.as_tensor(np.asarray(data, dtype=np.int64))  # a prepared train shard is a memmap
-        loss = exact_loss(model, data, dtype=cfg.train.dtype)
-        n_bytes = int(table[data[1:].numpy()].sum())  # the bytes of the scored targets
+    for name, whole in (("val", corpus.val_data), ("train", corpus.train_data)):
+        data, cut = scored_part(whole, max(args.max_tokens, 0))
+        loss = exact_loss(model, data, dtype=cfg.train.dtype)  # a prepared shard stays memory-mapped
+        n_bytes = utf8_bytes(data[1:], table)  # the bytes of the scored targets
         bpb = f", {bits_per_byte(loss, (len(data) - 1) / n_bytes):.4f} bits per byte" if n_bytes else ""
         print(f"{name} perplexity: {math.exp(loss):.3f} (loss {loss:.4f}, {len(data) - 1:,} tokens, "
-              f"step {ckpt['step']}){bpb}")
+              f"step {ckpt['step']}){bpb}{cut}")
     return 0
 
 

@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     prep.add_argument("--val-docs", type=int, default=0, metavar="N", help="hold out the last N documents instead")
     prep.add_argument("--encoding-errors", choices=["strict", "replace"], default="strict",
                       help="replace: go on past bytes that are not UTF-8")
+    prep.add_argument("--keep-crlf", action="store_true", help="keep Windows line endings (default: read CR LF as LF)")
     prep.add_argument("--bpe-sample-mb", type=float, default=200.0, metavar="MB", help="text to train BPE on")
     prep.add_argument("--force", action="store_true", help="replace a dataset already in --out")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -45,8 +46,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise DataError("--val-fraction must be in (0, 1) and --val-docs >= 0")
     sources = [str(tinyshakespeare_path()) if s == "tinyshakespeare" and not Path(s).exists() else s
                for s in args.sources]
-    opts = PrepareOptions(args.tokenizer, args.vocab_size, args.text_field, args.val_fraction, args.val_docs,
-                          args.encoding_errors, args.bpe_sample_mb, args.force, not args.quiet, __version__)
+    opts = PrepareOptions(tokenizer=args.tokenizer, vocab_size=args.vocab_size, text_field=args.text_field,
+                          val_fraction=args.val_fraction, val_docs=args.val_docs, encoding_errors=args.encoding_errors,
+                          bpe_sample_mb=args.bpe_sample_mb, force=args.force, progress=not args.quiet,
+                          version=__version__, keep_crlf=args.keep_crlf)
     try:
         meta = prepare(sources, args.out, opts)
     except KeyboardInterrupt:

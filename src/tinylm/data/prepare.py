@@ -12,7 +12,6 @@ Documents are joined with the end-of-text token (byte, BPE) or a blank line (cha
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -22,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylm.atomic import atomic_write_text
+from tinylm.atomic import atomic_write_text, process_is_gone
 from tinylm.data.shards import META_NAME, TOKENIZER_NAME, dtype_for
-from tinylm.data.sources import SourceFiles, expand_sources, iter_pieces, split_safely
+from tinylm.data.sources import SourceFiles, expand_sources, file_sha256, iter_pieces, split_safely
 from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer
 from tinylm.errors import DataError
 
@@ -45,10 +44,14 @@ class PrepareOptions:
     force: bool = False
     progress: bool = True
     version: str = ""
+    keep_crlf: bool = False  # off: Windows line endings (CR LF) are read as LF
 
 
-def prepare(sources: list[str], out: str | Path, opts: PrepareOptions) -> dict:
-    """Tokenize ``sources`` into the dataset directory ``out``; returns its meta.json content."""
+def prepare(sources: list[str], out: str | Path, opts: PrepareOptions, tokenizer: Tokenizer | None = None) -> dict:
+    """Tokenize ``sources`` into the dataset directory ``out``; returns its meta.json content.
+
+    ``tokenizer``: encode with this one (a run's) instead of building ``opts.tokenizer`` from the corpus.
+    """
     out = Path(out)
     if (out / META_NAME).exists() and not opts.force:
         raise DataError(f"{out} already holds a prepared dataset; pass --force to replace it or choose another --out")
@@ -64,7 +67,7 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        meta = _write_dataset(found, tmp, opts)
+        meta = _write_dataset(found, tmp, opts, tokenizer)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -82,7 +85,7 @@ def _remove_stale_temp_dirs(out: Path) -> None:
     """Temp dirs of earlier prepares of ``out`` whose process is gone (killed with SIGKILL, power loss)."""
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if process_is_gone(pid):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -90,7 +93,7 @@ def build_tokenizer(found: SourceFiles, opts: PrepareOptions) -> Tokenizer:
     """Byte needs nothing; char reads the corpus once for its characters; BPE trains on a sample."""
     if opts.tokenizer == "byte":
         return ByteTokenizer()
-    pieces = iter_pieces(found.files, opts.text_field, opts.encoding_errors)
+    pieces = iter_pieces(found.files, opts.text_field, opts.encoding_errors, keep_crlf=opts.keep_crlf)
     if opts.tokenizer == "char":
         chars: set[str] = set()
         docs = 0
@@ -114,9 +117,9 @@ def _sample(pieces, limit: int):
             return
 
 
-def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions) -> dict:
+def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions, tokenizer: Tokenizer | None) -> dict:
     began = time.perf_counter()
-    tokenizer = build_tokenizer(found, opts)
+    tokenizer = tokenizer or build_tokenizer(found, opts)
     dtype = dtype_for(tokenizer.vocab_size)
     all_path = tmp / "tokens.bin"
     built = time.perf_counter()
@@ -136,7 +139,7 @@ def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions) -> dict:
         "format": 1, "tokenizer": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name,
         "splits": {name: _counts(path, dtype, table) for name, path in splits.items()},
         "documents": len(doc_starts), "skipped_binary_files": len(found.skipped_binary),
-        "sources": [{"path": str(p), "size": p.stat().st_size, "sha256": _sha256(p)} for p in found.files],
+        "sources": [{"path": str(p), "size": p.stat().st_size, "sha256": file_sha256(p)} for p in found.files],
         "tinylm_version": opts.version, "seconds": seconds,
     }
     tokenizer.save(tmp / TOKENIZER_NAME)
@@ -168,7 +171,8 @@ def _write_tokens(found: SourceFiles, tokenizer: Tokenizer, dtype, path: Path, o
             batch.clear()
 
         first = True
-        for text, new_doc in iter_pieces(found.files, opts.text_field, opts.encoding_errors, bar.update):
+        pieces = iter_pieces(found.files, opts.text_field, opts.encoding_errors, bar.update, opts.keep_crlf)
+        for text, new_doc in pieces:
             if new_doc and separator is None and not first:
                 text = CHAR_SEPARATOR + text  # char: a blank line between documents
             first = first and not new_doc
@@ -215,11 +219,3 @@ def _counts(path: Path, dtype, table: np.ndarray) -> dict[str, int]:
                 return {"tokens": tokens, "bytes": n_bytes}
             tokens += len(ids)
             n_bytes += int(table[ids].sum())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import glob
 import gzip
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -110,17 +111,25 @@ def split_safely(text: str, size: int) -> list[str]:
 
 
 def iter_pieces(files: list[Path], text_field: str = "text", errors: str = "strict",
-                on_bytes=None) -> Iterator[tuple[str, bool]]:
-    """(text, new_doc) pieces of every document of ``files``; ``on_bytes(n)`` counts the input read."""
+                on_bytes=None, keep_crlf: bool = False) -> Iterator[tuple[str, bool]]:
+    """(text, new_doc) pieces of every document of ``files``; ``on_bytes(n)`` counts the input read.
+
+    Windows line endings (CR LF) become LF unless ``keep_crlf``, as ``tinylm train --data file.txt``
+    has always read them; a piece never ends between the two.
+    """
     on_bytes = on_bytes or (lambda n: None)
     for path in files:
         kind = kind_of(path)
         if kind == "jsonl":
-            yield from _jsonl_pieces(path, text_field, errors, on_bytes)
+            pieces = _jsonl_pieces(path, text_field, errors, on_bytes)
         elif kind == "parquet":
-            yield from _parquet_pieces(path, text_field, on_bytes)
+            pieces = _parquet_pieces(path, text_field, on_bytes)
         else:
-            yield from _text_pieces(path, errors, on_bytes)
+            pieces = _text_pieces(path, errors, on_bytes)
+        if keep_crlf:
+            yield from pieces
+        else:
+            yield from ((text.replace("\r\n", "\n"), new_doc) for text, new_doc in pieces)
 
 
 def _text_pieces(path: Path, errors: str, on_bytes) -> Iterator[tuple[str, bool]]:
@@ -138,8 +147,8 @@ def _text_pieces(path: Path, errors: str, on_bytes) -> Iterator[tuple[str, bool]
             offset += len(blob)
             on_bytes(len(blob))
             cut = safe_cut(text, len(text)) if blob else len(text)  # the rest waits for the next piece
-            if not cut and len(text) > 4 * CHUNK_BYTES:  # no line break to cut at: cut anyway
-                cut = len(text)
+            if not cut and len(text) > 4 * CHUNK_BYTES:  # no line break to cut at: cut anyway, not inside CR LF
+                cut = len(text) - text.endswith("\r")
             piece, pending = (text[:cut], text[cut:]) if cut else ("", text)
             if piece:
                 yield piece, first
@@ -185,3 +194,11 @@ def _parquet_pieces(path: Path, text_field: str, on_bytes) -> Iterator[tuple[str
         for text in batch.column(0).to_pylist():
             if text:
                 yield text, True
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

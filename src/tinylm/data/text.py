@@ -10,6 +10,7 @@ the path the error message names and nothing is downloaded.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import urllib.request
@@ -66,20 +67,53 @@ def read_text(path: str | Path, keep_crlf: bool = False) -> str:
     Windows line endings (CR LF) become LF unless ``keep_crlf``: otherwise CR is a token of its own
     and a model trained on such a file refuses prompts typed elsewhere (and the reverse).
     """
+    path = _existing_file(path)
+    blob = path.read_bytes()
+    if not blob.strip():
+        raise _empty(path)
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc.start) from None
+    return text if keep_crlf else text.replace("\r\n", "\n")
+
+
+def check_text_file(path: str | Path) -> str:
+    """The sha256 of a UTF-8 text file, read in 1 MB blocks; refuses what ``read_text`` refuses."""
+    path = _existing_file(path)
+    digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")()
+    offset, blank = 0, True
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            held = len(decoder.getstate()[0])  # bytes of a character the last block cut in two
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, offset - held + exc.start) from None
+            offset += len(block)
+            blank = blank and not block.strip()
+    if decoder.getstate()[0]:  # the file ends inside a character
+        raise _not_utf8(path, offset - len(decoder.getstate()[0]))
+    if blank:
+        raise _empty(path)
+    return digest.hexdigest()
+
+
+def _existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path} (a prepared dataset directory is made by "
                         f"`tinylm prepare SOURCE... --out {path}`)")
-    blob = path.read_bytes()
-    if not blob.strip():
-        raise DataError(f"data file {path} is empty; give a UTF-8 text file with some text in it")
-    try:
-        text = blob.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"data file {path} is not UTF-8 (bad byte at offset {exc.start}); convert it, e.g. iconv -t utf-8"
-        ) from None
-    return text if keep_crlf else text.replace("\r\n", "\n")
+    return path
+
+
+def _empty(path: Path) -> DataError:
+    return DataError(f"data file {path} is empty; give a UTF-8 text file with some text in it")
+
+
+def _not_utf8(path: Path, offset: int) -> DataError:
+    return DataError(f"data file {path} is not UTF-8 (bad byte at offset {offset}); convert it, e.g. iconv -t utf-8")
 
 
 def load_text(path: str | Path | None = None, keep_crlf: bool = False) -> str:

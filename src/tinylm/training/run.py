@@ -20,11 +20,12 @@ import torch
 
 from tinylm.config import RunConfig, apply_overrides, validate
 from tinylm.data import CharTokenizer, Tokenizer, UnknownCharactersError, load_text, split, tokenizer_from_dict
+from tinylm.data.cache import cached_dataset
 from tinylm.data.loader import make_loader
 from tinylm.data.shards import is_prepared, open_prepared
 from tinylm.device import resolve_device
 from tinylm.errors import CheckpointError, DataError
-from tinylm.evaluate import Evaluator
+from tinylm.evaluate import Evaluator, utf8_bytes
 from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
 from tinylm.training.averaging import averaging_callbacks
@@ -38,7 +39,7 @@ from tinylm.training.trainer import Callback, ProgressBar, StopAtValLoss, Traine
 class Corpus:
     tokenizer: Tokenizer
     train_data: torch.Tensor | np.ndarray  # (N_train,) token ids; a memmap for a prepared directory
-    val_data: torch.Tensor  # (N_val,) token ids
+    val_data: torch.Tensor | np.ndarray  # (N_val,) token ids; a memmap for prepared data
     val_bytes: int = 0  # UTF-8 bytes the val tokens stand for: bits per byte divide by it
 
     @property
@@ -72,20 +73,27 @@ class SaveCheckpoints(Callback):
 
 
 def prepare_corpus(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> Corpus:
-    """Read the text (or open a prepared directory), build (or reuse) the tokenizer, encode and split it."""
+    """The run's tokens: Tiny Shakespeare encoded in memory, or a prepared directory memory-mapped.
+
+    A text file (``--data notes.txt``) is prepared once into the data cache (``tinylm.data.cache``)
+    and memory-mapped from there, so a 2 GB file is neither held in memory nor encoded twice.
+    """
     source = cfg.train.data
     if source and is_prepared(source):
         corpus = _prepared_corpus(source, tokenizer)
+    elif source:
+        entry = cached_dataset(source, cfg.train.keep_crlf, cfg.train.val_fraction, tokenizer)
+        corpus = _prepared_corpus(str(entry), tokenizer)
     else:
-        text = load_text(source or None, cfg.train.keep_crlf)
+        text = load_text(None, cfg.train.keep_crlf)
         tokenizer = tokenizer or CharTokenizer.from_text(text)
-        data = torch.from_numpy(_encode_data(tokenizer, text, source or "Tiny Shakespeare"))
+        data = torch.from_numpy(_encode_data(tokenizer, text, "Tiny Shakespeare"))
         corpus = Corpus(tokenizer, *split(data, cfg.train.val_fraction))
+        corpus.val_bytes = utf8_bytes(corpus.val_data, tokenizer.token_bytes())
     need = cfg.model.block_size + 1
     if len(corpus.val_data) < need:
-        raise DataError(f"the text is too short: its validation split has {len(corpus.val_data)} characters but "
+        raise DataError(f"the text is too short: its validation split has {len(corpus.val_data)} tokens but "
                         f"block_size {cfg.model.block_size} needs {need}; use a longer text or a smaller block_size")
-    corpus.val_bytes = int(corpus.tokenizer.token_bytes()[corpus.val_data.numpy()].sum())
     return corpus
 
 
@@ -100,13 +108,13 @@ def _encode_data(tokenizer: Tokenizer, text: str, name: str) -> np.ndarray:
 
 
 def _prepared_corpus(path: str, tokenizer: Tokenizer | None) -> Corpus:
+    """Both splits stay memory-mapped: batches and the exact val loss read only the windows they use."""
     data = open_prepared(path)
     if tokenizer is not None and tokenizer.to_dict() != data.tokenizer.to_dict():
         raise DataError(f"the prepared data {path} uses another tokenizer ({data.tokenizer.kind}, vocab "
                         f"{data.tokenizer.vocab_size}) than this run ({tokenizer.kind}, vocab {tokenizer.vocab_size}); "
                         "give the data the run was trained on, or train a new run")
-    val = torch.from_numpy(np.asarray(data.val, dtype=np.int64))  # the val split is scored whole: in memory
-    return Corpus(data.tokenizer, data.train, val)
+    return Corpus(data.tokenizer, data.train, data.val, int(data.meta["splits"]["val"].get("bytes", 0)))
 
 
 def resumed_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
