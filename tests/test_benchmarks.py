@@ -113,3 +113,15 @@ def test_speedrun_track_judges_target_and_budget_beside_nanogpts_recipe(shakespe
     nano = next(line for line in out.splitlines() if line.startswith("| nanoGPT 1 |")).split("|")
     assert 0 < int(nano[2].replace(",", "")) <= 2000 and 0 < float(nano[7]) < 6
     assert any(line.startswith("| nanoGPT median |") for line in out.splitlines())
+
+
+@pytest.mark.slow
+def test_prepare_smoke_prints_every_section(shakespeare):
+    """prepare.py --smoke: prepare (char/byte/bpe), training RSS on two corpus sizes, loader steps, bpb."""
+    out = run_script("prepare.py", "--smoke")
+    rows = [line for line in out.splitlines() if line.startswith("| 20")]
+    assert sum(" prepare generated text " in r for r in rows) == 3
+    assert sum("train cpu-small 2 steps on a prepared" in r and "peak RSS" in r for r in rows) == 2
+    assert sum("loader | median" in r for r in rows) == 2
+    bpb = [float(r.split("|")[7]) for r in rows if "cpu-small, 2 iters" in r]
+    assert len(bpb) == 2 and all(0 < b < 16 for b in bpb)
