@@ -65,14 +65,14 @@ class BPETokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return self.hf.get_vocab_size()
 
-    def encode_array(self, text: str) -> np.ndarray:
-        return np.array(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+    def encode_array(self, text: str, dtype=np.int64) -> np.ndarray:
+        return np.array(self.hf.encode(text, add_special_tokens=False).ids, dtype=dtype)
 
-    def encode_batch(self, texts: list[str]) -> Iterator[np.ndarray]:
+    def encode_batch(self, texts: list[str], dtype=np.int64) -> Iterator[np.ndarray]:
         """Many texts at once: the library spreads them over the CPU cores."""
         encode = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)  # fast: no offsets computed
         for enc in encode(texts, add_special_tokens=False):
-            yield np.array(enc.ids, dtype=np.int64)
+            yield np.array(enc.ids, dtype=dtype)
 
     def token_bytes_table(self) -> list[bytes]:
         if self._table is None:

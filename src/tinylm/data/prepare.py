@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,13 @@ import numpy as np
 from tinylm.atomic import atomic_write_text, process_is_gone
 from tinylm.data.shards import META_NAME, TOKENIZER_NAME, dtype_for
 from tinylm.data.sources import SourceFiles, expand_sources, file_sha256, iter_pieces, split_safely
-from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer
+from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer, code_points
 from tinylm.errors import DataError
 
 CHAR_SEPARATOR = "\n\n"
 BATCH_CHARS = 4 << 20  # text handed to the tokenizer at once (BPE encodes a batch on every core)
 COPY_BYTES = 8 << 20
+MAX_CODE_POINT = 0x10FFFF
 
 
 @dataclass
@@ -95,11 +97,12 @@ def build_tokenizer(found: SourceFiles, opts: PrepareOptions) -> Tokenizer:
         return ByteTokenizer()
     pieces = iter_pieces(found.files, opts.text_field, opts.encoding_errors, keep_crlf=opts.keep_crlf)
     if opts.tokenizer == "char":
-        chars: set[str] = set()
+        seen = np.zeros(MAX_CODE_POINT + 1, dtype=bool)  # seen[c]: code point c occurs in the corpus
         docs = 0
         for text, new_doc in pieces:
-            chars.update(text)
+            seen[code_points(text)] = True
             docs += new_doc
+        chars = {chr(c) for c in np.flatnonzero(seen)}
         return CharTokenizer(sorted(chars | (set(CHAR_SEPARATOR) if docs > 1 else set())))
     if opts.tokenizer == "bpe":
         from tinylm.data.bpe import BPETokenizer
@@ -123,7 +126,7 @@ def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions, tokenize
     dtype = dtype_for(tokenizer.vocab_size)
     all_path = tmp / "tokens.bin"
     built = time.perf_counter()
-    doc_starts = _write_tokens(found, tokenizer, dtype, all_path, opts)
+    doc_starts, total_bytes = _write_tokens(found, tokenizer, dtype, all_path, opts)
     seconds = {"tokenizer": round(built - began, 3), "encode": round(time.perf_counter() - built, 3)}
     n = all_path.stat().st_size // np.dtype(dtype).itemsize
     if opts.val_docs:
@@ -134,10 +137,11 @@ def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions, tokenize
     else:
         n_train = int(n * (1 - opts.val_fraction))
     splits = _split_file(all_path, tmp, dtype, n, n_train)
-    table = tokenizer.token_bytes()
+    val = _counts(splits["val"], dtype, tokenizer.token_bytes())
+    counts = {"train": {"tokens": n_train, "bytes": total_bytes - val["bytes"]}, "val": val}
     meta = {
         "format": 1, "tokenizer": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "dtype": np.dtype(dtype).name,
-        "splits": {name: _counts(path, dtype, table) for name, path in splits.items()},
+        "splits": counts,
         "documents": len(doc_starts), "skipped_binary_files": len(found.skipped_binary),
         "sources": [{"path": str(p), "size": p.stat().st_size, "sha256": file_sha256(p)} for p in found.files],
         "tinylm_version": opts.version, "seconds": seconds,
@@ -147,25 +151,30 @@ def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions, tokenize
     return meta
 
 
-def _write_tokens(found: SourceFiles, tokenizer: Tokenizer, dtype, path: Path, opts: PrepareOptions) -> list[int]:
-    """Encode every piece in batches, appending ids to ``path``; returns each document's first token index."""
+def _write_tokens(found: SourceFiles, tokenizer: Tokenizer, dtype, path: Path,
+                  opts: PrepareOptions) -> tuple[list[int], int]:
+    """Encode every piece in batches, appending ids to ``path``.
+
+    Returns each document's first token index and the UTF-8 bytes of all the text encoded: every
+    tokenizer here round-trips exactly, so that is also the bytes the tokens stand for.
+    """
     from tqdm import tqdm
 
     bar = tqdm(total=found.total_bytes, unit="B", unit_scale=True, unit_divisor=1000, desc="prepare",
                disable=not opts.progress or None, dynamic_ncols=True, leave=False)
     separator = None if tokenizer.eot_id is None else np.array([tokenizer.eot_id], dtype=dtype)
     doc_starts: list[int] = []
-    written, batch, batch_chars = 0, [], 0
-    with open(path, "wb") as f:
+    written, batch, batch_chars, text_bytes = 0, [], 0, 0
+    with open(path, "wb") as f, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         def flush():
             nonlocal written
-            for (new_doc, _), ids in zip(batch, _encode_all(tokenizer, [t for _, t in batch])):
+            for (new_doc, _), ids in zip(batch, _encode_all(tokenizer, [t for _, t in batch], dtype, pool)):
                 if new_doc:
                     if doc_starts and separator is not None:
-                        f.write(separator.tobytes())
+                        f.write(separator)
                         written += 1
                     doc_starts.append(written)
-                f.write(ids.astype(dtype).tobytes())
+                f.write(ids)
                 written += len(ids)
             bar.set_postfix(tokens=f"{written:,}")
             batch.clear()
@@ -178,21 +187,26 @@ def _write_tokens(found: SourceFiles, tokenizer: Tokenizer, dtype, path: Path, o
             first = first and not new_doc
             batch.append((new_doc, text))
             batch_chars += len(text)
+            text_bytes += len(text.encode("utf-8"))
             if batch_chars >= BATCH_CHARS:
                 flush()
                 batch_chars = 0
         flush()
     bar.close()
-    return doc_starts
+    return doc_starts, text_bytes
 
 
-def _encode_all(tokenizer: Tokenizer, texts: list[str]):
-    """The ids of each text; BPE encodes ~64 KB parts of all of them in one batch, on every core."""
+def _encode_all(tokenizer: Tokenizer, texts: list[str], dtype, pool: ThreadPoolExecutor):
+    """The ids (``dtype``) of each text, on every core.
+
+    char/byte: one text per thread (numpy's gathers and casts run without the GIL). BPE: ~64 KB parts
+    of all the texts in one batch, which the library spreads over the cores itself.
+    """
     if not hasattr(tokenizer, "encode_batch"):
-        return (tokenizer.encode_array(t) for t in texts)
+        return pool.map(lambda text: tokenizer.encode_array(text, dtype), texts)
     parts = [split_safely(t, 64 << 10) for t in texts]
-    ids = iter(tokenizer.encode_batch([p for ps in parts for p in ps]))
-    return (np.concatenate([next(ids) for _ in ps]) if ps else np.zeros(0, np.int64) for ps in parts)
+    ids = iter(tokenizer.encode_batch([p for ps in parts for p in ps], dtype))
+    return (np.concatenate([next(ids) for _ in ps]) if ps else np.zeros(0, dtype) for ps in parts)
 
 
 def _split_file(all_path: Path, tmp: Path, dtype, n: int, n_train: int) -> dict[str, Path]:
@@ -218,4 +232,4 @@ def _counts(path: Path, dtype, table: np.ndarray) -> dict[str, int]:
             if not len(ids):
                 return {"tokens": tokens, "bytes": n_bytes}
             tokens += len(ids)
-            n_bytes += int(table[ids].sum())
+            n_bytes += int(np.bincount(ids, minlength=len(table))[:len(table)] @ table)  # (V,) counts x bytes

@@ -21,6 +21,11 @@ from tinylm.atomic import atomic_write_text
 from tinylm.errors import TinyLMError
 
 
+def code_points(text: str) -> np.ndarray:
+    """(N,) uint32 code points of ``text``, without a Python loop."""
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
 class UnknownCharactersError(TinyLMError):
     """Text contains characters that are not in the vocabulary; ``unknown`` lists them."""
 
@@ -34,6 +39,10 @@ class Tokenizer:
 
     kind = ""
     eot_id: int | None = None
+
+    def encode_array(self, text: str, dtype=np.int64) -> np.ndarray:
+        """(N,) token ids of ``text`` as a numpy array of ``dtype``."""
+        raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
         return self.encode_array(text).tolist()
@@ -80,7 +89,7 @@ class CharTokenizer(Tokenizer):
         self.itos = dict(enumerate(self._chars))  # integer -> string
         points = np.array([ord(ch) for ch in self._chars], dtype=np.int64)
         # code point -> id, -1 for characters outside the vocabulary: encoding is one numpy gather
-        self._lookup = np.full(int(points.max()) + 2 if len(points) else 1, -1, dtype=np.int64)
+        self._lookup = np.full(int(points.max()) + 2 if len(points) else 1, -1, dtype=np.int32)
         self._lookup[points] = np.arange(len(points))
 
     @classmethod
@@ -98,15 +107,15 @@ class CharTokenizer(Tokenizer):
     def unknown_characters(self, text: str) -> list[str]:
         return sorted(set(text) - self.stoi.keys())
 
-    def encode_array(self, text: str) -> np.ndarray:
-        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)  # (N,) code points
-        ids = self._lookup[np.minimum(points, len(self._lookup) - 1)]  # the last slot is always -1
-        if (ids < 0).any():
+    def encode_array(self, text: str, dtype=np.int64) -> np.ndarray:
+        points = code_points(text)  # (N,) uint32
+        ids = np.take(self._lookup, points, mode="clip")  # (N,) int32; past the table: the last slot, always -1
+        if len(ids) and ids.min() < 0:
             unknown = self.unknown_characters(text)
             shown = " ".join(repr(ch) for ch in unknown)
             raise UnknownCharactersError(
                 f"the text contains characters this model never saw: {shown}; remove them from the prompt", unknown)
-        return ids
+        return ids.astype(dtype, copy=False)
 
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
@@ -136,8 +145,8 @@ class ByteTokenizer(Tokenizer):
     eot_id = 256
     vocab_size = 257
 
-    def encode_array(self, text: str) -> np.ndarray:
-        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+    def encode_array(self, text: str, dtype=np.int64) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(dtype)
 
     def token_bytes_table(self) -> list[bytes]:
         return [bytes([i]) for i in range(256)] + [b""]
