@@ -64,15 +64,19 @@ def tinylm_rows(text: bytes, model, tokenizer, args) -> list[tuple]:
     rows = []
     variants = [("tinylm", None), (f"tinylm --adapt (lr {args.adapt_lr:g}, {args.adapt_steps} step/{model.block_size})",
                                    Adapt(args.adapt_steps, model.block_size, args.adapt_lr))]
+    n_chars = len(text.decode("utf-8", errors="surrogateescape"))
     for name, adapt in variants:
-        start = time.perf_counter()
-        blob = compress_bytes(text, model, tokenizer, args.segment, adapt)
+        start, cost = time.perf_counter(), {}
+        blob = compress_bytes(text, model, tokenizer, args.segment, adapt, cost=cost)
         encode = len(text) / 1024 / (time.perf_counter() - start)
         start = time.perf_counter()
         assert decompress_bytes(blob, model, tokenizer) == text, "round trip failed"
         decode = len(text) / 1024 / (time.perf_counter() - start)
-        n_chars = len(text.decode("utf-8", errors="surrogateescape"))
         rows.append((name, 8 * len(blob) / n_chars, None, encode, decode))
+        overhead = 8 * len(blob) / cost["model_bits"] - 1
+        rows.append((f"{name.split(' (')[0]}: the model's -log2 p of the same symbols (coding overhead "
+                     f"{100 * overhead:+.3f}%, {len(blob) - cost['model_bits'] / 8:,.0f} B with the header)",
+                     cost["model_bits"] / n_chars, None, None, None))
     return rows
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import speed_and_load
+
 PREPARE_CHILD = """
 import json, resource, sys, time
 from tinylm.data.prepare import PrepareOptions, prepare
@@ -61,26 +63,7 @@ def in_child(code: str, *args) -> dict:
 
 
 def load() -> str:
-    """The load average, and how fast this VM multiplies right now: its speed swings 3-5x with its neighbours."""
-    return f"{machine_speed()} GFLOP/s; load " + " / ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def machine_speed() -> str:
-    """fp32 512x512 matrix products on one thread, best of 5 (quiet 2-core VM: ~110 GFLOP/s)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    a = torch.randn(512, 512)
-    best = min(_timed(lambda: a @ a) for _ in range(5))
-    torch.set_num_threads(threads)
-    return f"{2 * 512 ** 3 / best / 1e9:.0f}"
-
-
-def _timed(fn) -> float:
-    began = time.perf_counter()
-    fn()
-    return time.perf_counter() - began
+    return speed_and_load()
 
 
 def now() -> str:

@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from machine import speed_and_load
+
 
 def child(preset: str, seed: int, overrides: list[str]) -> None:
     """One run inside this process; prints its numbers as one JSON line."""
@@ -97,7 +99,7 @@ def main(argv=None) -> None:
     if args.child:
         return child(args.preset, args.seeds[0], args.set)
     preset, target, budget = TRACKS[args.track] if args.track else (args.preset, None, None)
-    print(f"preset {preset} {' '.join(args.set)}; load average {os.getloadavg()[0]:.2f} at start")
+    print(f"preset {preset} {' '.join(args.set)}; at start: {speed_and_load()}")
     if target is not None:
         print(f"track {args.track}: full val loss <= {target} within {budget:.0f} s of wall time, median of seeds")
     extra = (" <= target | in budget |", " --- | --- |") if target is not None else ("", "")
@@ -113,7 +115,7 @@ def main(argv=None) -> None:
     print_row("median", median_row(rows), target, budget)
     if nano_rows:
         print_row("nanoGPT median", median_row(nano_rows), target, budget or 60.0)
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
+    print(f"at the end: {speed_and_load()}")
 
 
 if __name__ == "__main__":

@@ -94,8 +94,11 @@ def test_coded_size_is_the_information_content(rope):
     with torch.no_grad():
         logits = model(torch.tensor([[0] + ids[:-1]]))[0][0]  # (T, V): the empty context is token 0
     bits = -F.log_softmax(logits, dim=-1)[torch.arange(len(ids)), ids].sum().item() / math.log(2)
-    blob = compress_bytes(text.encode(), model, tokenizer)
+    cost: dict = {}
+    blob = compress_bytes(text.encode(), model, tokenizer, cost=cost)
     assert abs(len(blob) - HEADER_SIZE - bits / 8) <= 5, (len(blob) - HEADER_SIZE, bits / 8)
+    assert cost["model_bits"] == pytest.approx(bits, rel=1e-4)  # what the coder reports it was handed
+    assert cost["table_bits"] >= cost["model_bits"] * 0.999
 
 
 def test_cli_round_trip_and_refusals(runs, tmp_path, capsys):

@@ -27,7 +27,7 @@ from tinylm.compress.header import (
     model_fingerprint,
 )
 from tinylm.compress.lockstep import Adapt, Lockstep, fixed_threads
-from tinylm.compress.symbols import char_bytes, from_chars, to_symbols, utf8_length
+from tinylm.compress.symbols import TOTAL, char_bytes, from_chars, to_symbols, utf8_length
 
 MAX_ROWS = 256  # more rows than this: longer segments instead (bounded memory per step)
 
@@ -62,8 +62,13 @@ def _session(model: torch.nn.Module, header: Header, rows: int, length: int) -> 
 
 
 def compress_bytes(data: bytes, model: torch.nn.Module, tokenizer, segment: int = 4096,
-                   adapt: Adapt | None = None, progress: bool = False) -> bytes:
-    """The .tlm file of ``data``: header + range-coded symbols (or + ``data`` itself if that is smaller)."""
+                   adapt: Adapt | None = None, progress: bool = False, cost: dict | None = None) -> bytes:
+    """The .tlm file of ``data``: header + range-coded symbols (or + ``data`` itself if that is smaller).
+
+    ``cost``: a dict that gets the ideal code lengths, in bits, of what was coded: ``model_bits`` under
+    the model's float probabilities, ``table_bits`` under the integer tables handed to the coder. The
+    payload's size minus them is the cost of quantizing and of the range coder.
+    """
     chars, symbols = to_symbols(data, tokenizer)
     rows, length = layout(len(symbols), segment)
     adapt = adapt or Adapt()
@@ -82,14 +87,33 @@ def compress_bytes(data: bytes, model: torch.nn.Module, tokenizer, segment: int 
             column = grid[:, t]  # (R,)
             active = int((column >= 0).sum())  # rows still inside their segment: a prefix
             encoder.encode(column[:active].astype(np.int32), categorical, counts[:active].numpy().astype(np.float64))
+            if cost is not None:
+                _add_cost(cost, ls.probs[:active], counts[:active], column[:active], escape)
             for r in np.flatnonzero(column[:active] == escape):
-                encoder.encode(np.frombuffer(char_bytes(chars[r * length + t]), np.uint8).astype(np.int32), uniform)
+                raw = char_bytes(chars[r * length + t])
+                encoder.encode(np.frombuffer(raw, np.uint8).astype(np.int32), uniform)
+                if cost is not None:  # 8 bits a byte, for both
+                    cost["model_bits"] += 8 * len(raw)
+                    cost["table_bits"] += 8 * len(raw)
             ls.advance(torch.from_numpy(np.where((column >= 0) & (column < escape), column, 0)), active)
             bar.update(active * len(data) / len(symbols))
     payload = encoder.get_compressed().astype("<u4").tobytes()
     if len(payload) >= len(data):  # the model does worse than nothing (binary data, a tiny file): store it
         header.mode, payload = MODE_STORED, data
     return header.pack() + payload
+
+
+def _add_cost(cost: dict, probs: torch.Tensor, counts: torch.Tensor, symbols: np.ndarray, escape: int) -> None:
+    """Add -log2 of each symbol's probability (B,) under the model (B, V) and under the table (B, V + 1).
+
+    An escape has no model probability: it costs what the table gives it, under both.
+    """
+    ids = torch.from_numpy(symbols)[:, None]  # (B, 1)
+    table_p = counts.gather(1, ids).squeeze(1).double() / TOTAL  # (B,)
+    known = ids.squeeze(1) < escape  # (B,)
+    model_p = torch.where(known, probs.gather(1, ids.clamp(max=escape - 1)).squeeze(1).double(), table_p)
+    cost["model_bits"] = cost.get("model_bits", 0.0) + float(-torch.log2(model_p).sum())
+    cost["table_bits"] = cost.get("table_bits", 0.0) + float(-torch.log2(table_p).sum())
 
 
 def decompress_bytes(blob: bytes, model: torch.nn.Module, tokenizer, progress: bool = False) -> bytes:

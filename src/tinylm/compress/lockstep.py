@@ -61,7 +61,8 @@ class Lockstep:
         """(B, V + 1) frequencies of every row's next symbol, given the t tokens coded so far."""
         with eval_mode(self.model):
             logits = next_logits(self.model, self.idx[:, :self.t + 1], self.cache)  # (B, V)
-        return quantize(F.softmax(logits.float(), dim=-1))
+        self.probs = F.softmax(logits.float(), dim=-1)  # (B, V): kept for measuring the coder's overhead
+        return quantize(self.probs)
 
     def advance(self, tokens: torch.Tensor, n_active: int) -> None:
         """Append the coded tokens (B,); the first ``n_active`` rows are still inside their segment."""
