@@ -74,7 +74,7 @@ def tinylm_rows(text: bytes, model, tokenizer, args) -> list[tuple]:
         decode = len(text) / 1024 / (time.perf_counter() - start)
         rows.append((name, 8 * len(blob) / n_chars, None, encode, decode))
         overhead = 8 * len(blob) / cost["model_bits"] - 1
-        rows.append((f"{name.split(' (')[0]}: the model's -log2 p of the same symbols (coding overhead "
+        rows.append((f"(ideal for {name.split(' (')[0]}: the model's -log2 p of the same symbols; coding overhead "
                      f"{100 * overhead:+.3f}%, {len(blob) - cost['model_bits'] / 8:,.0f} B with the header)",
                      cost["model_bits"] / n_chars, None, None, None))
     return rows

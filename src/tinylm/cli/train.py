@@ -85,8 +85,8 @@ def start_server(port: int, run_dir: Path):
 
 
 def keep_serving(server) -> None:
-    print(f"training done; the inspector stays on http://127.0.0.1:{server.port} until Ctrl-C", flush=True)
-    try:
+    try:  # the print is inside: a Ctrl-C that lands just as it returns still ends the server cleanly
+        print(f"training done; the inspector stays on http://127.0.0.1:{server.port} until Ctrl-C", flush=True)
         server.wait()
     except KeyboardInterrupt:
         server.stop()
