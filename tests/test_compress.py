@@ -146,3 +146,11 @@ def test_200_kb_round_trip(loaded):
     assert decompress_bytes(blob, model, tokenizer) == data
     with pytest.raises(CompressError, match="damaged"):
         decompress_bytes(blob[:-4], model, tokenizer)
+
+
+def test_an_adapt_rate_that_diverges_still_round_trips(loaded):
+    """SGD at lr 99 drives the weights to inf/nan; such rows code with a uniform table on both sides."""
+    model, tokenizer = loaded
+    data = (TEXT[:600] + "words the model has not seen\n" * 4).encode("utf-8")
+    blob = compress_bytes(data, model, tokenizer, segment=200, adapt=Adapt(steps=3, every=4, lr=99.0))
+    assert decompress_bytes(blob, model, tokenizer) == data

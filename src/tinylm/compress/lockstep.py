@@ -61,7 +61,9 @@ class Lockstep:
         """(B, V + 1) frequencies of every row's next symbol, given the t tokens coded so far."""
         with eval_mode(self.model):
             logits = next_logits(self.model, self.idx[:, :self.t + 1], self.cache)  # (B, V)
-        self.probs = F.softmax(logits.float(), dim=-1)  # (B, V): kept for measuring the coder's overhead
+        probs = F.softmax(logits.float(), dim=-1)  # (B, V)
+        broken = ~probs.isfinite().all(dim=-1, keepdim=True)  # (B, 1): weights --adapt drove to inf/nan
+        self.probs = torch.where(broken, 1.0 / probs.size(-1), probs)  # such a row codes with a uniform table
         return quantize(self.probs)
 
     def advance(self, tokens: torch.Tensor, n_active: int) -> None:
@@ -81,6 +83,8 @@ class Lockstep:
             for _ in range(self.adapt.steps):
                 _, loss = self.model(x, y)
                 grads = torch.autograd.grad(loss, params)
+                if not loss.isfinite() or not all(g.isfinite().all() for g in grads):
+                    break  # a step that diverged is skipped, by the decoder too: it computes the same numbers
                 with torch.no_grad():
                     for p, g in zip(params, grads):
                         p.add_(g, alpha=-self.adapt.lr)
