@@ -24,6 +24,7 @@ from pathlib import Path
 from tinylm.errors import DataError
 
 CHUNK_BYTES = 1 << 20
+CUT_SEARCH = 1 << 16  # characters searched back for a safe cut before the rest waits for the next chunk
 SNIFF_BYTES = 8192
 
 
@@ -65,15 +66,16 @@ def _matches(source: str) -> list[Path]:
 def expand_sources(sources: list[str]) -> SourceFiles:
     """Every file the sources name, in order, without duplicates; binary text files set aside."""
     found = SourceFiles([])
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()  # (device, inode): the same file through two names or a link
     for source in sources:
         matches = _matches(source)
         if not matches:
             raise DataError(f"source {source} holds no files; point at a directory or glob with text in it")
         for path in matches:
-            if path.resolve() in seen:
+            stat = path.stat()
+            if (stat.st_dev, stat.st_ino) in seen:
                 continue
-            seen.add(path.resolve())
+            seen.add((stat.st_dev, stat.st_ino))
             if kind_of(path) == "text" and _looks_binary(path):
                 found.skipped_binary.append(path)
             else:
@@ -84,15 +86,17 @@ def expand_sources(sources: list[str]) -> SourceFiles:
     return found
 
 
-def safe_cut(text: str, limit: int) -> int:
+def safe_cut(text: str, limit: int, search: int | None = None) -> int:
     """The last index <= ``limit`` just after a newline between two non-space characters, or 0.
 
     Cutting text there changes no token of the char, byte or byte-level BPE tokenizers (BPE's
     pre-tokenizer never joins across such a newline), so pieces encode as the whole text would.
+    ``search``: look no further back than this many characters (indented code has few such newlines).
     """
     end = min(limit, len(text) - 1)  # the character after the newline must be there to check
+    lowest = 0 if search is None else max(0, end - search)
     while True:
-        i = text.rfind("\n", 0, end)
+        i = text.rfind("\n", lowest, end)
         if i <= 0:
             return 0
         if not text[i - 1].isspace() and not text[i + 1].isspace():
@@ -133,28 +137,33 @@ def iter_pieces(files: list[Path], text_field: str = "text", errors: str = "stri
 
 
 def _text_pieces(path: Path, errors: str, on_bytes) -> Iterator[tuple[str, bool]]:
+    """Pieces of one text file. A read ahead tells the last chunk apart: a file that fits in one chunk
+    (most source files) is one piece, with no search for a place to cut."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors)
     offset, pending, first = 0, "", True
     with open(path, "rb") as f:
+        blob = f.read(CHUNK_BYTES)
         while True:
-            blob = f.read(CHUNK_BYTES)
+            following = f.read(CHUNK_BYTES) if blob else b""
+            final = not following
             held = len(decoder.getstate()[0])  # bytes of a character the last read cut in two
             try:
-                text = pending + decoder.decode(blob, final=not blob)
+                text = pending + decoder.decode(blob, final=final)
             except UnicodeDecodeError as exc:
                 raise DataError(f"{path} is not UTF-8 (bad byte at offset {offset - held + exc.start}); convert it "
                                 "(iconv -t utf-8) or pass --encoding-errors replace") from None
             offset += len(blob)
             on_bytes(len(blob))
-            cut = safe_cut(text, len(text)) if blob else len(text)  # the rest waits for the next piece
-            if not cut and len(text) > 4 * CHUNK_BYTES:  # no line break to cut at: cut anyway, not inside CR LF
-                cut = len(text) - text.endswith("\r")
+            cut = len(text) if final else safe_cut(text, len(text), CUT_SEARCH)  # the rest waits for the next
+            if not cut and len(text) > 4 * CHUNK_BYTES:  # search it all; no line break to cut at: cut anyway
+                cut = safe_cut(text, len(text)) or len(text) - text.endswith("\r")  # (not inside CR LF)
             piece, pending = (text[:cut], text[cut:]) if cut else ("", text)
             if piece:
                 yield piece, first
                 first = False
-            if not blob:
+            if final:
                 return
+            blob = following
 
 
 def _jsonl_pieces(path: Path, text_field: str, errors: str, on_bytes) -> Iterator[tuple[str, bool]]:
