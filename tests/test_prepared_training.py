@@ -135,3 +135,16 @@ def test_a_crlf_text_trains_on_lf_unless_kept(tmp_path):
     kept = prepare_corpus(load_config(overrides=[f"data={path}", "keep_crlf=true"]))
     assert "\r" not in lf.tokenizer.chars and "\r" in kept.tokenizer.chars
     assert lf.tokenizer.encode("be\n") and lf.val_bytes == len(lf.val_data)
+
+
+def test_a_shard_with_ids_outside_the_vocabulary_is_one_line(cli, small_text, tmp_path):
+    """A damaged (or hostile) train.bin: the first batch that reads a bad id stops the run with one line."""
+    data = tmp_path / "data"
+    prepare([str(small_text)], data, PrepareOptions(tokenizer="byte", progress=False))
+    ids = np.fromfile(data / "train.bin", dtype=np.uint16)
+    ids[:] = 60_000  # every window holds it: no vocabulary of 257 has such a token
+    ids.tofile(data / "train.bin")
+    done = cli("train", "--data", str(data), "--out", str(tmp_path / "run"), "--quiet", "--sample-chars", "0",
+               *[a for kv in TINY + ["max_iters=2", "eval_interval=1"] for a in ("--set", kv)])
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "token id 60000" in done.stderr and "outside the vocabulary (257 tokens)" in done.stderr

@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from tinylm.data import BatchLoader
+from tinylm.data.loader import ShardWindows
 from tinylm.device import autocast, model_device
 from tinylm.model import eval_mode
 
@@ -64,7 +65,7 @@ def exact_loss(model: torch.nn.Module, data: torch.Tensor | np.ndarray, block_si
     """
     T = block_size or model.block_size
     device = model_device(model)
-    windows = _window_reader(data, T, device)
+    windows = _window_reader(model, data, T, device)
     n_targets = len(data) - 1
     starts = torch.arange(0, n_targets - T + 1, T)  # full windows
     with eval_mode(model):
@@ -75,11 +76,11 @@ def exact_loss(model: torch.nn.Module, data: torch.Tensor | np.ndarray, block_si
     return total.item() / n_targets
 
 
-def _window_reader(data: torch.Tensor | np.ndarray, T: int, device: torch.device):
+def _window_reader(model: torch.nn.Module, data: torch.Tensor | np.ndarray, T: int, device: torch.device):
     """starts (N,) -> the windows data[s : s + T + 1] as an (N, T+1) int64 tensor on ``device``."""
-    if isinstance(data, np.ndarray):
-        offsets = np.arange(T + 1)
-        return lambda starts: torch.from_numpy(data[starts.numpy()[:, None] + offsets].astype(np.int64)).to(device)
+    if isinstance(data, np.ndarray):  # a shard: read and checked a batch at a time (data/loader.py)
+        read = ShardWindows(data, T + 1, getattr(model, "vocab_size", None))
+        return lambda starts: torch.from_numpy(read(starts.numpy()).astype(np.int64)).to(device)
     data = data.to(device)
     offsets = torch.arange(T + 1, device=device)
     return lambda starts: data[starts.to(device)[:, None] + offsets]
@@ -115,7 +116,7 @@ def scored_part(data: torch.Tensor | np.ndarray, max_tokens: int = SCORED_TOKENS
 
 def utf8_bytes(ids: torch.Tensor | np.ndarray, token_bytes: np.ndarray, chunk: int = 1 << 22) -> int:
     """UTF-8 bytes the token ids stand for (``token_bytes``: (V,) per id), summed a chunk at a time."""
-    ids = ids.numpy() if isinstance(ids, torch.Tensor) else ids
+    ids = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else ids
     return sum(int(token_bytes[ids[i:i + chunk]].sum()) for i in range(0, len(ids), chunk))
 
 

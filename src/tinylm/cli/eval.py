@@ -25,7 +25,6 @@ def register(subparsers) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-
     from tinylm.device import resolve_device
     from tinylm.evaluate import bits_per_byte, exact_loss, scored_part, utf8_bytes
     from tinylm.training.run import prepare_corpus

@@ -88,13 +88,13 @@ class MemmapLoader:
     """
 
     def __init__(self, data: np.ndarray, block_size: int, batch_size: int,
-                 device: str | torch.device = "cpu", seed: int = 1337):
+                 device: str | torch.device = "cpu", seed: int = 1337, vocab_size: int | None = None):
         if len(data) < block_size + 1:
             raise DataError(f"the shard has {len(data)} tokens but block_size {block_size} needs at least "
                             f"{block_size + 1}; prepare more text or use a smaller block_size")
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         self.data = data  # (N,) uint16/uint32 memmap
-        self.windows = ShardWindows(data, block_size + 1)
+        self.windows = ShardWindows(data, block_size + 1, vocab_size)
         self.target = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         self.device = torch.device("cpu")
@@ -136,8 +136,8 @@ class ShardWindows:
     through the page cache all the same. Any other array (a slice, plain numpy) is indexed.
     """
 
-    def __init__(self, data: np.ndarray, length: int):
-        self.data, self.length = data, length
+    def __init__(self, data: np.ndarray, length: int, vocab_size: int | None = None):
+        self.data, self.length, self.vocab_size = data, length, vocab_size
         self.offsets = np.arange(length)  # (length,)
         self.fd = None
         name = getattr(data, "filename", None)
@@ -147,16 +147,23 @@ class ShardWindows:
 
     def __call__(self, starts: np.ndarray) -> np.ndarray:
         if self.fd is None:
-            return self.data[starts[:, None] + self.offsets]
-        itemsize, out = self.data.dtype.itemsize, np.empty((len(starts), self.length), self.data.dtype)
-        for row, start in zip(out, starts.tolist()):
-            blob = os.pread(self.fd, self.length * itemsize, self.data.offset + start * itemsize)
-            row[:] = np.frombuffer(blob, self.data.dtype)
+            out = self.data[starts[:, None] + self.offsets]
+        else:
+            itemsize, out = self.data.dtype.itemsize, np.empty((len(starts), self.length), self.data.dtype)
+            for row, start in zip(out, starts.tolist()):
+                blob = os.pread(self.fd, self.length * itemsize, self.data.offset + start * itemsize)
+                row[:] = np.frombuffer(blob, self.data.dtype)
+        if self.vocab_size is not None and out.size and int(out.max()) >= self.vocab_size:
+            # a damaged or foreign shard: one line here instead of an index error deep in the model
+            raise DataError(f"token id {int(out.max())} in {getattr(self.data, 'filename', 'the shard')} is outside "
+                            f"the vocabulary ({self.vocab_size} tokens); the dataset is damaged: prepare it again")
         return out
 
 
 def make_loader(data, block_size: int, batch_size: int, device: str | torch.device = "cpu",
-                seed: int = 1337) -> BatchLoader | MemmapLoader:
-    """A ``MemmapLoader`` for a numpy shard, a ``BatchLoader`` for a tensor (the notebook's path)."""
-    cls = MemmapLoader if isinstance(data, np.ndarray) else BatchLoader
-    return cls(data, block_size, batch_size, device, seed)
+                seed: int = 1337, vocab_size: int | None = None) -> BatchLoader | MemmapLoader:
+    """A ``MemmapLoader`` for a numpy shard (ids checked against ``vocab_size``), a ``BatchLoader`` for a
+    tensor (the notebook's path, encoded here)."""
+    if isinstance(data, np.ndarray):
+        return MemmapLoader(data, block_size, batch_size, device, seed, vocab_size)
+    return BatchLoader(data, block_size, batch_size, device, seed)

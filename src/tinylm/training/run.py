@@ -144,8 +144,9 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
         torch.set_num_threads(t.threads)  # process-wide; 1 avoids oversubscribing a shared CPU
     model = build_model(m, corpus.tokenizer.vocab_size).to(device)
     optimizer = make_optimizer(model, t)
-    train_loader = make_loader(corpus.train_data, m.block_size, t.batch_size, device, seed=t.seed)
-    val_loader = make_loader(corpus.val_data, m.block_size, t.batch_size, device, seed=t.seed + 1)
+    vocab = corpus.tokenizer.vocab_size
+    train_loader = make_loader(corpus.train_data, m.block_size, t.batch_size, device, seed=t.seed, vocab_size=vocab)
+    val_loader = make_loader(corpus.val_data, m.block_size, t.batch_size, device, seed=t.seed + 1, vocab_size=vocab)
     if t.compile:
         model = torch.compile(model)
     evaluator = Evaluator(model, train_loader, val_loader, eval_iters=t.eval_iters, dtype=t.dtype,
