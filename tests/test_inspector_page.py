@@ -5,6 +5,7 @@ Each view renders for a tiny model; the attention values the page shows equal th
 """
 
 import json
+import time
 
 import pytest
 
@@ -69,8 +70,13 @@ def test_lens_knobs_embeddings_and_generate_render(served, page_of):
     page.wait_for_selector("#lens-table .lens-row")
     assert page.locator("#lens-table .lens-row").count() == 3  # embeddings + 2 blocks
     lens = api(url + "/api/inspect/logit-lens", {"text": TEXT, "k": 5})
-    cells = page.eval_on_selector_all("#lens-table td", "tds => tds.map(td => Number(td.dataset.p))")
-    assert cells == [item["p"] for layer in lens["layers"] for item in layer["top"]]
+    expected = [item["p"] for layer in lens["layers"] for item in layer["top"]]
+    # the tab may first render the text it held before the fill: wait for the render of TEXT
+    deadline, cells = time.monotonic() + 30, None
+    while cells != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        cells = page.eval_on_selector_all("#lens-table td", "tds => tds.map(td => Number(td.dataset.p))")
+    assert cells == expected
     page.click("#tab-knobs")
     page.fill("#knob-top-k", "3")
     page.dispatch_event("#knob-top-k", "change")
