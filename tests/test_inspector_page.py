@@ -41,13 +41,18 @@ def page_of(served):
     assert outside == [] and errors == []  # nothing from outside the server; no script errors
 
 
+def inspect_text(page, view: str, rendered: str) -> None:
+    """Open a text view's tab, inspect TEXT, and wait until the view shows ``rendered``."""
+    page.click(f"#tab-{view}")
+    page.fill("#inspect-text", TEXT)
+    page.click("#inspect-run")
+    page.wait_for_selector(rendered)
+
+
 def test_attention_on_the_page_equals_the_api_and_probe(served, page_of):
     url, run = served
     page = page_of
-    page.click("#tab-attention")
-    page.fill("#inspect-text", TEXT)
-    page.click("#inspect-run")
-    page.wait_for_selector("#attn-text .tok")
+    inspect_text(page, "attention", "#attn-text .tok")
     page.select_option("#attn-layer", "1")
     page.select_option("#attn-head", "1")
     query = 7
@@ -64,10 +69,7 @@ def test_attention_on_the_page_equals_the_api_and_probe(served, page_of):
 def test_lens_knobs_embeddings_and_generate_render(served, page_of):
     url, run = served
     page = page_of
-    page.click("#tab-lens")
-    page.fill("#inspect-text", TEXT)
-    page.click("#inspect-run")
-    page.wait_for_selector("#lens-table .lens-row")
+    inspect_text(page, "lens", "#lens-table .lens-row")
     assert page.locator("#lens-table .lens-row").count() == 3  # embeddings + 2 blocks
     lens = api(url + "/api/inspect/logit-lens", {"text": TEXT, "k": 5})
     expected = [item["p"] for layer in lens["layers"] for item in layer["top"]]
