@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 TINY = ["n_layer=2", "n_embed=32", "n_heads=2", "block_size=16", "batch_size=8", "eval_iters=2"]
+
+
+def free_port() -> int:
+    """A port nothing listens on: bind to 0 on 127.0.0.1, read it back, release it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,6 @@ with ``tinylm.inspect.probe`` on the same checkpoint, not to be good predictions
 import importlib.util
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,13 @@ import urllib.request
 import pytest
 import torch
 
-from conftest import REPO, TINY
+from conftest import REPO, TINY, free_port
 from runs_helper import append_metric, make_run, metric, replace_checkpoint
 from test_serve import post, wait_until_up
 from tinylm.inspect import probe
 from tinylm.training.rundir import load_run
 
 pytestmark = pytest.mark.skipif(not importlib.util.find_spec("fastapi"), reason="needs tinylm[serve]")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(run) -> tuple[str, subprocess.Popen]:

@@ -4,7 +4,6 @@ in a real headless Chromium (Debian's ``chromium``) driven by Playwright for Pyt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -33,9 +32,7 @@ def server(tmp_path_factory, data_cache):
     done = run_cli("train", *sets, "--data", str(text), "--out", str(run), "--device", "cpu", "--quiet",
                    "--sample-chars", "0")
     assert done.returncode == 0, done.stderr
-    with socket.socket() as sock:  # a free port: bind to 0, read it back, release it
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tinylm", "serve", "--run", str(run), "--port", str(port),
                              "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

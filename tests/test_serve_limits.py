@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, free_port
 from tinylm.config import load_config
 from tinylm.training.run import train_run
 
@@ -35,9 +35,7 @@ def server(tmp_path_factory, data_cache):
     run = tmp_path_factory.mktemp("runs") / "r"
     train_run(load_config(overrides=TINY + ["max_iters=2", "eval_interval=2", f"data={text}"]), run,
               progress=False, log=lambda _: None)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tinylm", "serve", "--run", str(run), "--port", str(port),
                              "--device", "cpu", "--threads", "1", "--max-generations", "2", "--queue", "4"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
