@@ -51,8 +51,12 @@ def run_seed(preset: str, seed: int, overrides: list[str], timeout: float | None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--preset", preset, "--seeds", str(seed)]
-    out = subprocess.run(cmd + [arg for item in overrides for arg in ("--set", item)],
-                         capture_output=True, text=True, check=True, timeout=timeout).stdout
+    done = subprocess.run(cmd + [arg for item in overrides for arg in ("--set", item)],
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:  # say why: its last stderr line, not just the exit status
+        last = (done.stderr.strip().splitlines() or ["no stderr"])[-1]
+        raise RuntimeError(f"{preset} seed {seed} exited {done.returncode}: {last}")
+    out = done.stdout
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
