@@ -152,12 +152,12 @@ def five_minute_rows(args, device: torch.device) -> list[str]:
     began = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - began - trainer.eval_seconds
-    best = min(m["val_loss"] for m in trainer.metrics)
+    best = min(trainer.metrics, key=lambda m: m["val_loss"])  # where a long schedule starts to overfit
     final = exact_loss(trainer.model, corpus.val_data)
-    row = (f"{stamp(device)} {args.five_min_preset} | {seconds:.0f} | {steps} | {train_s:.1f} | {best:.4f} | "
-           f"{final:.4f} |")
-    return ["| date | card | preset | budget s | steps | train s | best val estimate | final full val loss |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |", row]
+    row = (f"{stamp(device)} {args.five_min_preset} | {seconds:.0f} | {steps} | {train_s:.1f} | "
+           f"{best['val_loss']:.4f} | {best['step']} | {final:.4f} |")
+    return ["| date | card | preset | budget s | steps | train s | best val estimate | at step | final full val loss |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |", row]
 
 
 def main(argv=None) -> None:

@@ -38,6 +38,20 @@ def test_resumed_run_equals_an_uninterrupted_one_step_for_step(small_text, tmp_p
     assert [m["step"] for m in resumed.trainer.metrics] == [0, 5, 10, 11, 15, 19]
 
 
+def test_step_losses_are_read_every_loss_sync_steps_without_an_evaluation(small_text):
+    """Unread step losses stay bounded (they fragmented the heap: +0.5 MB per step before)."""
+    from tinylm.training.trainer import LOSS_SYNC_STEPS
+
+    steps = LOSS_SYNC_STEPS + 30
+    result = train_run(tiny_config(small_text, f"max_iters={steps}", "eval_interval=100000"), None, **QUIET)
+    trainer = result.trainer
+    assert len(trainer.train_losses) == steps  # every step's loss, in order, once the run ends
+    trainer.run_steps(LOSS_SYNC_STEPS - 1)  # no evaluation: the losses wait on the device...
+    assert len(trainer._pending_losses) == LOSS_SYNC_STEPS - 1
+    trainer.run_steps(1)  # ...until there are LOSS_SYNC_STEPS of them
+    assert not trainer._pending_losses and len(trainer.train_losses) == steps + LOSS_SYNC_STEPS
+
+
 def test_loss_goes_down_and_metrics_are_logged(small_text, tmp_path):
     result = train_run(tiny_config(small_text, "max_iters=60", "learning_rate=1e-2"), tmp_path / "r", **QUIET)
     first, last = result.trainer.metrics[0], result.trainer.metrics[-1]
