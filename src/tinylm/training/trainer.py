@@ -99,10 +99,10 @@ class Trainer:
         self.log = log or tqdm.write
         self.step, self.last_eval_step = 0, -1
         self.metrics: list[dict[str, float]] = []
-        self.train_losses: list[float] = []  # one per step, filled in at each evaluation
+        self.train_losses: list[float] = []  # one per step, filled in every LOSS_SYNC_STEPS and at evaluations
         self.eval_seconds = 0.0  # time spent in evaluations, for benchmarks that leave it out
         self.last_grad_norm: torch.Tensor | None = None  # the last step's norm before clipping (grad_clip > 0)
-        self._pending_losses: list[torch.Tensor] = []  # kept on the device until then: no sync per step
+        self._pending_losses: list[torch.Tensor] = []  # on the device until read: no sync per step
 
     def train(self) -> dict[str, float]:
         """Run until ``max_iters`` (or a callback stops it); return the last evaluation."""
