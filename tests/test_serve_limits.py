@@ -163,6 +163,11 @@ def test_a_dropped_stream_stops_its_generation(server):
     sock = send(server, "/api/generate", body, receive_buffer=1024)  # unread, the stream stalls: still running
     first = sock.recv(4096)
     assert first.startswith(b"HTTP/1.1 200") and re.search(rb"text/event-stream", first)
-    assert info(server)["running"] == 1
+    # The answer's head can come before a worker thread picks the generation up (waiting, then running).
+    deadline = time.monotonic() + 5
+    while info(server)["running"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    generations = info(server)
+    assert (generations["running"], generations["waiting"]) == (1, 0), generations
     sock.close()
     wait_idle(server, timeout=5)
