@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -118,6 +119,24 @@ def utf8_bytes(ids: torch.Tensor | np.ndarray, token_bytes: np.ndarray, chunk: i
     """UTF-8 bytes the token ids stand for (``token_bytes``: (V,) per id), summed a chunk at a time."""
     ids = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else ids
     return sum(int(token_bytes[ids[i:i + chunk]].sum()) for i in range(0, len(ids), chunk))
+
+
+@dataclass
+class SplitScore:
+    loss: float  # exact mean cross-entropy of the scored targets
+    targets: int
+    bits_per_byte: float | None  # None when the tokens stand for no bytes
+    note: str  # says so when only a prefix of the split was scored
+
+
+def score_split(model: torch.nn.Module, data: torch.Tensor | np.ndarray, token_bytes: np.ndarray,
+                dtype: str = "auto", max_tokens: int = SCORED_TOKENS) -> SplitScore:
+    """The exact loss of a split (its first ``max_tokens`` targets; 0: all) and its bits per byte."""
+    part, note = scored_part(data, max_tokens)
+    loss = exact_loss(model, part, dtype=dtype)  # a prepared shard stays memory-mapped
+    n_bytes = utf8_bytes(part[1:], token_bytes)  # the bytes of the scored targets
+    bpb = bits_per_byte(loss, (len(part) - 1) / n_bytes) if n_bytes else None
+    return SplitScore(loss, len(part) - 1, bpb, note)
 
 
 def bits_per_byte(mean_loss: float, tokens_per_byte: float) -> float:

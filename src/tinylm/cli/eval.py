@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from tinylm.device import resolve_device
-    from tinylm.evaluate import bits_per_byte, exact_loss, scored_part, utf8_bytes
+    from tinylm.evaluate import score_split
     from tinylm.training.run import prepare_corpus
     from tinylm.training.rundir import load_run
 
@@ -38,13 +38,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg.train.data = args.data
     corpus = prepare_corpus(cfg, tokenizer)
     table = tokenizer.token_bytes()  # (V,) UTF-8 bytes per token
-    for name, whole in (("val", corpus.val_data), ("train", corpus.train_data)):
-        data, cut = scored_part(whole, max(args.max_tokens, 0))
-        loss = exact_loss(model, data, dtype=cfg.train.dtype)  # a prepared shard stays memory-mapped
-        n_bytes = utf8_bytes(data[1:], table)  # the bytes of the scored targets
-        bpb = f", {bits_per_byte(loss, (len(data) - 1) / n_bytes):.4f} bits per byte" if n_bytes else ""
-        print(f"{name} perplexity: {math.exp(loss):.3f} (loss {loss:.4f}, {len(data) - 1:,} tokens, "
-              f"step {ckpt['step']}){bpb}{cut}")
+    for name, data in (("val", corpus.val_data), ("train", corpus.train_data)):
+        score = score_split(model, data, table, cfg.train.dtype, max(args.max_tokens, 0))
+        bpb = f", {score.bits_per_byte:.4f} bits per byte" if score.bits_per_byte is not None else ""
+        print(f"{name} perplexity: {math.exp(score.loss):.3f} (loss {score.loss:.4f}, {score.targets:,} tokens, "
+              f"step {ckpt['step']}){bpb}{score.note}")
     return 0
 
 

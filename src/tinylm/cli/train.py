@@ -104,19 +104,18 @@ def write_run_card(run_dir: Path, preset: str | None, val_loss: float, device: s
 
 def report(result, run_dir: Path, sample_chars: int) -> float:
     """Print the exact val perplexity, where the run is, and a sample; return the exact val loss."""
-    from tinylm.evaluate import bits_per_byte, exact_loss, scored_part, utf8_bytes
+    from tinylm.evaluate import score_split
     from tinylm.sampling import generate, prompt_ids
     from tinylm.training.rundir import unwrap
 
     trainer = result.trainer
-    val, cut = scored_part(result.corpus.val_data)
-    val_loss = exact_loss(trainer.evaluator.model, val, dtype=trainer.dtype)  # not DDP-wrapped
-    n_bytes = utf8_bytes(val[1:], result.corpus.tokenizer.token_bytes())
-    bpb = f", {bits_per_byte(val_loss, (len(val) - 1) / n_bytes):.4f} bits per byte" if n_bytes else ""
-    print(f"val perplexity (full split{cut}): {math.exp(val_loss):.3f} (loss {val_loss:.4f}){bpb}")
+    score = score_split(trainer.evaluator.model, result.corpus.val_data, result.corpus.tokenizer.token_bytes(),
+                        trainer.dtype)  # the evaluator's model is not DDP-wrapped
+    bpb = f", {score.bits_per_byte:.4f} bits per byte" if score.bits_per_byte is not None else ""
+    print(f"val perplexity (full split{score.note}): {math.exp(score.loss):.3f} (loss {score.loss:.4f}){bpb}")
     print(f"run saved in {run_dir}")
     if sample_chars:
         start = torch.tensor([prompt_ids(result.corpus.tokenizer, "")], device=trainer.device)  # (1, 1)
         out = generate(unwrap(trainer.model), start, max_new_tokens=sample_chars)
         print("---\n" + result.corpus.tokenizer.decode(out[0, 1:].tolist()))
-    return val_loss
+    return score.loss
