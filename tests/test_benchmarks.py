@@ -99,6 +99,8 @@ def test_gpu_report_smoke_runs_every_section_and_writes_the_report(shakespeare, 
     assert len(rows) == 1 + 1 + 3 + 4  # speedrun, 5 minutes, 3 speed paths (nanoGPT first), 4 sampling
     assert "nanoGPT" in rows[2] and all("cpu (" in row for row in rows)
     assert float(rows[0].split("|")[8]) < 6  # the speedrun's full val loss is a real loss
+    batch_one = [row.split("|") for row in rows[5:] if row.split("|")[4].strip() == "1"]
+    assert len(batch_one) == 2 and all(float(cells[9].replace(",", "")) > 0 for cells in batch_one)  # compiled
 
 
 @pytest.mark.slow

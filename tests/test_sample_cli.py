@@ -53,6 +53,14 @@ def test_stream_prints_the_same_sample_as_the_batch_path(run_dir, cli_main):
     assert streamed.stdout.startswith("the ") and len(streamed.stdout) == 4 + 40 + 1
 
 
+@pytest.mark.slow
+def test_compiled_steps_print_the_same_samples(run_dir, cli_main):
+    args = ("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "60", "--seed", "5", "--device", "cpu")
+    plain, compiled = cli_main(*args), cli_main(*args, "--compile")
+    assert plain.returncode == 0 and compiled.returncode == 0, plain.stderr + compiled.stderr
+    assert compiled.stdout == plain.stdout and len(plain.stdout) == 4 + 60 + 1
+
+
 def test_stop_ends_every_sample_of_one_batch_at_the_string(run_dir, cli_main):
     done = cli_main("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
                     "--num-samples", "3", "--seed", "1", "--device", "cpu")

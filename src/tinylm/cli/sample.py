@@ -3,6 +3,7 @@
     tinylm sample --run runs/a1 --prompt "ROMEO:" --stream --stop $'\\n\\n'
     tinylm sample --run runs/a1 --prompt-file scene.txt --num-samples 4 --seed 7
     tinylm sample --run runs/a1 -i          # type a prompt, watch it continue; /temp 0.8, /quit
+    tinylm sample --run runs/a1 --compile   # compile the one-token step first: faster long samples
 
 ``--num-samples N`` draws all N samples as one batch. ``--stop STRING`` ends a sample right after
 the first STRING it generates (STRING is printed). Interactive commands are listed by ``/help``.
@@ -37,6 +38,9 @@ def register(subparsers) -> None:
     sample.add_argument("--stream", action="store_true", help="print characters as they are produced")
     sample.add_argument("--stop", metavar="STRING", help="end a sample after it generates STRING")
     sample.add_argument("-i", "--interactive", action="store_true", help="prompt, continue, repeat")
+    sample.add_argument("--compile", action="store_true",
+                        help="run each new token through one torch.compile graph: seconds to compile, then "
+                             "~1.7x faster on a CPU (logits differ from the eager ones by ~1e-6)")
     sample.set_defaults(handler=cmd_sample)
 
 
@@ -69,18 +73,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     tokenizer.encode(prompt)  # unseen characters fail here, before anything is printed
     torch.manual_seed(args.seed)
     if args.interactive:
-        return interactive_loop(model, tokenizer, sampling, args.stop)
+        return interactive_loop(model, tokenizer, sampling, args.stop, args.compile)
     if args.stream:
-        print_stream(model, tokenizer, prompt, sampling, args.stop)
+        print_stream(model, tokenizer, prompt, sampling, args.stop, args.compile)
         return 0
-    for i, text in enumerate(sample_texts(model, tokenizer, prompt, sampling, args.num_samples, args.stop)):
+    texts = sample_texts(model, tokenizer, prompt, sampling, args.num_samples, args.stop, compiled=args.compile)
+    for i, text in enumerate(texts):
         print(("---\n" if i else "") + prompt + text)
     return 0
 
 
-def print_stream(model, tokenizer, prompt: str, sampling: SamplingOptions, stop: str | None) -> None:
+def print_stream(model, tokenizer, prompt: str, sampling: SamplingOptions, stop: str | None,
+                 compiled: bool = False) -> None:
     print(prompt, end="", flush=True)
-    for ch in stream_text(model, tokenizer, prompt, sampling, stop):
+    for ch in stream_text(model, tokenizer, prompt, sampling, stop, compiled=compiled):
         print(ch, end="", flush=True)
     print()
 
@@ -109,7 +115,7 @@ def apply_command(line: str, sampling: SamplingOptions) -> str:
     return f"{field} = {getattr(sampling, field)}"
 
 
-def interactive_loop(model, tokenizer, sampling: SamplingOptions, stop: str | None) -> int:
+def interactive_loop(model, tokenizer, sampling: SamplingOptions, stop: str | None, compiled: bool = False) -> int:
     """Read prompts from stdin until /quit or end of input; stream each continuation."""
     print(f"tinylm interactive: {HELP}", flush=True)
     while True:
@@ -128,6 +134,6 @@ def interactive_loop(model, tokenizer, sampling: SamplingOptions, stop: str | No
             print(f"this model never saw {' '.join(map(repr, unknown))}; try another prompt", flush=True)
             continue
         try:
-            print_stream(model, tokenizer, line, sampling, stop)
+            print_stream(model, tokenizer, line, sampling, stop, compiled)
         except KeyboardInterrupt:  # Ctrl-C stops this continuation, not the loop
             print("\n(stopped)", flush=True)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinylm.config import ModelConfig
-from tinylm.model.kv_cache import KVCache, LayerKV, cached_attention, transposed_weights
+from tinylm.model.kv_cache import KVCache, LayerKV, transposed_weights
 from tinylm.model.rope import Rotary
 
 
@@ -80,7 +80,7 @@ class CausalSelfAttention(nn.Module):
             qk = rms_norm(qk)
         if self.rotary is not None:
             qk = self.rotary(qk, cache.length)
-        y = cached_attention(qk[:, :, 0], *cache.append(qk[:, :, 1], qkv[:, :, 2]))  # (B, H, T, hs)
+        y = cache.attend(qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2])  # (B, H, T, hs)
         return cache.linear(self.proj, y.transpose(1, 2).reshape(B, T, C))
 
     def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
@@ -179,11 +179,14 @@ class GPT(nn.Module):
             if name.endswith("proj.weight"):  # keep the residual stream's variance flat in depth
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * len(self.blocks)))
 
-    def embed(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        """Token (+ position, unless rope) embeddings of idx (B, T) at positions start_pos.. -> (B, T, C)."""
+    def embed(self, idx: torch.Tensor, start_pos: int | torch.Tensor = 0) -> torch.Tensor:
+        """Token (+ position, unless rope) embeddings of idx (B, T) at positions start_pos.. -> (B, T, C).
+
+        ``start_pos`` may be a 0-dim tensor (a compiled decode step: one graph for every position).
+        """
         x = self.token_embedding(idx)  # (B, T, C)
         if self.position_embedding is not None:
-            positions = torch.arange(start_pos, start_pos + idx.size(1), device=idx.device)  # (T,)
+            positions = start_pos + torch.arange(idx.size(1), device=idx.device)  # (T,)
             x = x + self.position_embedding(positions)
         return self.dropout(x)
 
@@ -193,19 +196,27 @@ class GPT(nn.Module):
         start = 0 if cache is None else cache.length  # position of idx[:, 0]
         if start + T > self.block_size:
             raise ValueError(f"sequence length {start + T} exceeds block_size {self.block_size}")
-        x = self.embed(idx, start)  # (B, T, C)
         if cache is None:
+            x = self.embed(idx)  # (B, T, C)
             for block in self.blocks:
                 x = block(x)  # (B, T, C)
             logits = self.head(self.ln_f(x))  # (B, T, V)
         else:
-            for block, layer_cache in zip(self.blocks, cache.layers):
-                x = block(x, layer_cache)  # (B, T, C)
-            logits = cache.layers[0].linear(self.head, self.ln_f(x))  # (B, T, V)
+            logits = self.decode(idx, cache.layers)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T))
         return logits, loss
+
+    def decode(self, idx: torch.Tensor, layers: list) -> torch.Tensor:
+        """Logits (B, T, V) of idx (B, T), the tokens after those cached in ``layers`` (one per block).
+
+        ``layers`` are ``LayerKV`` caches, or the fixed-shape views of a compiled step (static_decode.py).
+        """
+        x = self.embed(idx, layers[0].length)  # (B, T, C)
+        for block, layer_cache in zip(self.blocks, layers):
+            x = block(x, layer_cache)  # (B, T, C)
+        return layers[0].linear(self.head, self.ln_f(x))  # (B, T, V)
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
         """An empty key/value cache for ``batch_size`` sequences of up to block_size positions."""

@@ -52,6 +52,10 @@ class LayerKV:
         self.length = end
         return self.k.narrow(2, 0, end), self.v.narrow(2, 0, end)
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Store the T new keys/values (B, H, T, hs); the T queries (B, H, T, hs) attend over all stored."""
+        return cached_attention(q, *self.append(k, v))  # (B, H, T, hs)
+
     def linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         """``layer(x)`` for x (B, T, in); with a transposed copy of its weight, as x @ W^T from that copy."""
         w_t = self.weights_t.get(layer)  # (in, out)

@@ -48,8 +48,11 @@ class Rotary(nn.Module):
         self.register_buffer("cos", torch.cat((cos, cos), dim=-1), persistent=False)  # (P, hs)
         self.register_buffer("sin", torch.cat((-sin, sin), dim=-1), persistent=False)  # (P, hs)
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start_pos: int | torch.Tensor = 0) -> torch.Tensor:
         T = x.size(-2)
+        if isinstance(start_pos, torch.Tensor):  # a 0-dim position: a compiled decode step (static_decode.py)
+            positions = start_pos + torch.arange(T, device=x.device)  # (T,)
+            return apply_rotary(x, self.cos[positions], self.sin[positions])
         if start_pos + T > self.cos.size(0):
             raise ValueError(f"positions up to {start_pos + T - 1} exceed the rotary table ({self.cos.size(0)})")
         cos = self.cos[start_pos:start_pos + T]  # (T, hs)
