@@ -77,19 +77,28 @@ def stamp(device: torch.device) -> str:
 
 
 def sampling_rows(args, device: torch.device) -> list[str]:
-    """generate() tokens/s at batch 1 and 16, with and without the cache (benchmarks/generate.py)."""
+    """generate() tokens/s at batch 1 and 16, with and without the cache (benchmarks/generate.py).
+
+    Batch 1 also runs compiled steps (``compiled=True``) while more than two minutes of the budget are
+    left: each compile may take tens of seconds.
+    """
     new_tokens = 12 if args.smoke else (1000 if args.budget_s - elapsed() > 60 else 200)
-    rows = ["| date | card | positions | batch | new tokens | no cache tok/s | cache tok/s | speedup |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| date | card | positions | batch | new tokens | no cache tok/s | cache tok/s | speedup | "
+            "compiled tok/s | compile s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for positions in ("rope", "learned"):
         torch.manual_seed(0)
         size = {"n_embed": 32, "block_size": 16, "n_layer": 2, "n_heads": 2} if args.smoke else {}
         model = gen_bench.build(positions, device, **size)
         for batch in (1, 16):
-            plain = gen_bench.tokens_per_second(model, batch, new_tokens, False, device)
-            cached = gen_bench.tokens_per_second(model, batch, new_tokens, True, device)
+            plain = gen_bench.tokens_per_second(model, batch, new_tokens, device, use_cache=False)[0]
+            cached = gen_bench.tokens_per_second(model, batch, new_tokens, device)[0]
+            compiled = "- | -"
+            if batch == 1 and args.budget_s - elapsed() > 120:
+                fast, compile_s, _ = gen_bench.tokens_per_second(model, batch, new_tokens, device, compiled=True)
+                compiled = f"{fast:,.1f} | {compile_s:.1f}"
             rows.append(f"{stamp(device)} {positions} | {batch} | {new_tokens} | {plain:,.1f} | {cached:,.1f} | "
-                        f"{cached / plain:.1f}x |")
+                        f"{cached / plain:.1f}x | {compiled} |")
     return rows
 
 
