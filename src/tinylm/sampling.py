@@ -153,7 +153,7 @@ def stream(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, tempe
         B, T = idx.shape
         tokens = torch.empty((B, T + max_new_tokens), dtype=idx.dtype, device=idx.device)  # every token, filled as
         tokens[:, :T] = idx  # we go: no new tensor for the sequence per step
-        cache = model.new_kv_cache(B)
+        cache = model.new_kv_cache(B, weight_copies=not compiled)  # copying them costs ~10 steps
         step = CompiledDecoder(model, cache) if compiled else None
         for n in range(T, T + max_new_tokens):
             logits = next_logits(model, tokens[:, :n], cache, step)  # (B, V)

@@ -218,11 +218,14 @@ class GPT(nn.Module):
             x = block(x, layer_cache)  # (B, T, C)
         return layers[0].linear(self.head, self.ln_f(x))  # (B, T, V)
 
-    def new_kv_cache(self, batch_size: int) -> KVCache:
-        """An empty key/value cache for ``batch_size`` sequences of up to block_size positions."""
+    def new_kv_cache(self, batch_size: int, weight_copies: bool = True) -> KVCache:
+        """An empty key/value cache for ``batch_size`` sequences of up to block_size positions.
+
+        On the CPU, eager one-row products run faster against (in, out) copies of the weights
+        (kv_cache.py); ``weight_copies=False`` skips making them (compiled steps read the weights as they are).
+        """
         cfg, weight = self.config, self.head.weight
         rotary = self.blocks[0].attn.rotary  # every layer has the same table; None without rope
-        # On the CPU, one-row products run faster against (in, out) copies of the weights (kv_cache.py).
-        weights_t = transposed_weights(self) if weight.device.type == "cpu" else None
+        weights_t = transposed_weights(self) if weight_copies and weight.device.type == "cpu" else None
         return KVCache(cfg.n_layer, batch_size, cfg.n_heads, self.block_size, cfg.n_embed // cfg.n_heads,
                        weight.device, weight.dtype, rotary=rotary, weights_t=weights_t)
