@@ -14,8 +14,8 @@ starts from token 0, the notebook's empty context, which is not part of the retu
 Models with ``new_kv_cache`` (the transformer) generate through a key/value cache by default
 (``use_cache=True``): the same tokens as the notebook's loop, much faster (``tinylm.model.kv_cache``).
 ``compiled=True`` runs each one-token step through one torch.compile graph (``tinylm.model.static_decode``):
-~1.7x the tokens/s of batch-1 CPU sampling after a one-off compile of seconds, with logits equal to
-~1e-6 rather than to the bit.
+1.4-1.8x the tokens/s of batch-1 sampling on one CPU thread after a one-off compile of seconds, with
+logits equal to ~1e-6 rather than to the bit.
 """
 
 from __future__ import annotations
