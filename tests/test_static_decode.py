@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tinylm import TransformerLanguageModel
+from tinylm.model.kv_cache import LayerKV
 from tinylm.model.static_decode import CompiledDecoder
 from tinylm.sampling import generate
 
@@ -67,6 +68,23 @@ def test_step_logits_and_cache_contents_match_eager_steps():
             layer.length = 16
         with pytest.raises(ValueError, match="cache with room"):
             full(torch.tensor([[1]]))
+
+
+def test_compiled_roll_of_a_full_rope_cache_equals_drop_oldest_to_the_bit():
+    model = tiny(rope=True)
+    with torch.inference_mode():
+        cache = model.new_kv_cache(1)
+        model(torch.randint(0, 65, (1, 16)), cache=cache)  # full: 16 of 16 positions
+        eager = [(layer.k.clone(), layer.v.clone()) for layer in cache.layers]
+        CompiledDecoder(model, cache)
+        cache.slide_to(1)  # the compiled roll
+        for layer, (k, v) in zip(cache.layers, eager):
+            rolled = LayerKV(1, 2, 16, 16, k.device, k.dtype)  # batch, heads, positions, head size
+            rolled.k, rolled.v, rolled.length = k, v, 16
+            rolled.drop_oldest(1, cache.rotary)
+            assert layer.length == rolled.length == 15
+            assert torch.equal(layer.k[:, :, :15], rolled.k[:, :, :15])
+            assert torch.equal(layer.v[:, :, :15], rolled.v[:, :, :15])
 
 
 def test_a_new_generation_reuses_the_compiled_graph():

@@ -100,6 +100,9 @@ class KVCache:
         self.max_len = max_len
         self.rotary = rotary  # set for rope models: the window can roll instead of being refilled
         self.start = 0
+        # Optional: drops the oldest position of a full cache in one pass, the same arithmetic as
+        # drop_oldest(1) (static_decode.CompiledDecoder sets it: past block_size that is every step).
+        self.roll_full_by_one = None
 
     @property
     def length(self) -> int:
@@ -118,8 +121,11 @@ class KVCache:
         if self.rotary is None or not 0 < shift < self.length:
             self.reset(start)
             return
-        for layer in self.layers:
-            layer.drop_oldest(shift, self.rotary)
+        if shift == 1 and self.length == self.max_len and self.roll_full_by_one is not None:
+            self.roll_full_by_one()
+        else:
+            for layer in self.layers:
+                layer.drop_oldest(shift, self.rotary)
         self.start = start
 
 

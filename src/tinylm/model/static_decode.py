@@ -13,7 +13,9 @@ product written as ``(W * x).sum(-1)`` becomes one vectorised pass over the weig
 How: torch.compile traces a function once per set of shapes, so every step must have the same
 shapes. The step takes its position as a 0-dim tensor, writes the new key and value at that index
 of the preallocated cache inside the graph, and attends over all ``max_len`` slots with a mask that
-hides the slots after the position. Prefill, and the learned-position cache's refills, stay eager.
+hides the slots after the position. Past block_size a rope cache rolls by one position every step;
+that is a second graph (``_roll_by_one``, equal to the eager roll to the bit). Prefill, and the
+learned-position cache's refills, stay eager.
 
 The logits equal the eager ones to ~1e-6, not to the bit: the fused reductions add in another
 order. The sampled tokens are the same in the tests (greedy and seeded, tests/test_static_decode.py).
@@ -31,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinylm.model.kv_cache import KVCache, LayerKV
+from tinylm.model.rope import apply_rotary
 
 
 class StaticLayerKV:
@@ -78,6 +81,19 @@ def compiled_step():
     return torch.compile(_step, dynamic=False, fullgraph=True, options=COMPILE_OPTIONS, recompile_limit=64)
 
 
+def _roll_by_one(keys: list[torch.Tensor], values: list[torch.Tensor], cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """LayerKV.drop_oldest(1) for every layer of a full cache: keys (B, H, max_len, hs) move one slot
+    down and rotate one position back (sin(-a) = -sin(a)); values only move."""
+    for k, v in zip(keys, values):
+        k[:, :, :-1] = apply_rotary(k[:, :, 1:], cos, -sin)
+        v[:, :, :-1] = v[:, :, 1:].clone()
+
+
+@functools.cache
+def compiled_roll():
+    return torch.compile(_roll_by_one, dynamic=False, fullgraph=True, recompile_limit=64)
+
+
 class CompiledDecoder:
     """Runs one-token steps of ``model`` against ``cache`` (a ``KVCache`` of the model) through one graph."""
 
@@ -89,6 +105,19 @@ class CompiledDecoder:
         # change with its length, and torch.compile would trace again for each new stride.
         self.token = torch.zeros((cache.layers[0].k.size(0), 1), dtype=torch.long, device=device)  # (B, 1)
         self.layers = [StaticLayerKV(layer, self.position) for layer in cache.layers]
+        if cache.rotary is not None:  # past block_size a rope cache rolls every step: one graph for that too
+            cache.roll_full_by_one = self.roll_full_by_one
+            # Compile it now, on copies, so that a stream pauses before its first token, not at block_size.
+            self._roll([layer.k.clone() for layer in cache.layers], [layer.v.clone() for layer in cache.layers])
+
+    def _roll(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        rotary = self.cache.rotary
+        compiled_roll()(keys, values, rotary.cos[1:2], rotary.sin[1:2])  # (1, hs): the angle of one position
+
+    def roll_full_by_one(self) -> None:
+        self._roll([layer.k for layer in self.cache.layers], [layer.v for layer in self.cache.layers])
+        for layer in self.cache.layers:
+            layer.length -= 1
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) of the token after ``idx`` (B, 1), the token right after the cached ones."""
