@@ -61,6 +61,17 @@ def test_compiled_steps_print_the_same_samples(run_dir, cli_main):
     assert compiled.stdout == plain.stdout and len(plain.stdout) == 4 + 60 + 1
 
 
+@pytest.mark.slow
+def test_compile_without_a_working_compiler_is_one_line(run_dir, tmp_path):
+    from conftest import run_cli
+
+    env = {"CXX": str(tmp_path / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    done = run_cli("sample", "--run", run_dir, "--max-new-tokens", "5", "--device", "cpu", "--compile", env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "could not build the decode step" in done.stderr
+    assert "no --compile" in done.stderr
+
+
 def test_stop_ends_every_sample_of_one_batch_at_the_string(run_dir, cli_main):
     done = cli_main("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "300", "--stop", "o",
                     "--num-samples", "3", "--seed", "1", "--device", "cpu")

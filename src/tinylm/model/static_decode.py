@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tinylm.errors import TinyLMError
 from tinylm.model.kv_cache import KVCache, LayerKV
 from tinylm.model.rope import apply_rotary
 
@@ -94,6 +95,19 @@ def compiled_roll():
     return torch.compile(_roll_by_one, dynamic=False, fullgraph=True, recompile_limit=64)
 
 
+def run_compiled(compiled, *args):
+    """``compiled(*args)``; a compiler that cannot run (no C++ compiler, ...) becomes one TinyLMError line."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InductorError
+
+    try:
+        return compiled(*args)
+    except (BackendCompilerFailed, InductorError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise TinyLMError(f"torch.compile could not build the decode step ({reason}); "
+                          "sample without compiling (no --compile)") from None
+
+
 class CompiledDecoder:
     """Runs one-token steps of ``model`` against ``cache`` (a ``KVCache`` of the model) through one graph."""
 
@@ -112,7 +126,7 @@ class CompiledDecoder:
 
     def _roll(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
         rotary = self.cache.rotary
-        compiled_roll()(keys, values, rotary.cos[1:2], rotary.sin[1:2])  # (1, hs): the angle of one position
+        run_compiled(compiled_roll(), keys, values, rotary.cos[1:2], rotary.sin[1:2])  # (1, hs): one position's angle
 
     def roll_full_by_one(self) -> None:
         self._roll([layer.k for layer in self.cache.layers], [layer.v for layer in self.cache.layers])
@@ -126,7 +140,7 @@ class CompiledDecoder:
                              f"tokens with {self.cache.length} of {self.cache.max_len} positions filled")
         self.position.fill_(self.cache.length)
         self.token.copy_(idx)
-        logits = compiled_step()(self.model, self.token, self.layers)
+        logits = run_compiled(compiled_step(), self.model, self.token, self.layers)
         for layer in self.cache.layers:
             layer.length += 1
         return logits
