@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylm.atomic import atomic_write_text, process_is_gone
+from tinylm.atomic import atomic_write_text, hold_interrupts, process_is_gone
 from tinylm.data.shards import META_NAME, TOKENIZER_NAME, dtype_for
 from tinylm.data.sources import SourceFiles, expand_sources, file_sha256, iter_pieces, split_safely
 from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer, code_points
@@ -66,13 +66,14 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions, tokenizer
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    try:  # made inside the try: a Ctrl-C right after mkdir still reaches the cleanup below
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         meta = _write_dataset(found, tmp, opts, tokenizer)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        with hold_interrupts():  # the old dataset goes only when the new one takes its place
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
         return meta
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -80,7 +81,8 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions, tokenizer
                             f"{found.total_bytes * 2 / 1e6:,.0f} MB); free space and run prepare again") from None
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with hold_interrupts():  # a second Ctrl-C must not leave half a temp dir
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _remove_stale_temp_dirs(out: Path) -> None:
