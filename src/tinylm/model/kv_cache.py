@@ -72,7 +72,7 @@ class LayerKV:
         if rotary is not None:
             cos, sin = rotary.cos[n:n + 1], rotary.sin[n:n + 1]  # (1, hs): the angle of n positions
             keys = apply_rotary(keys, cos, -sin)  # rotation by -n positions: sin(-a) = -sin(a)
-        self.k[:, :, :kept] = keys.clone()
+        self.k[:, :, :kept] = keys  # a new tensor: apply_rotary never returns a view of k
         self.v[:, :, :kept] = self.v[:, :, n:self.length].clone()
         self.length = kept
 
