@@ -1,4 +1,4 @@
-"""Shared fixtures: the Tiny Shakespeare cache, tiny configs, and a runner for the real CLI.
+"""Shared fixtures: the Tiny Shakespeare cache, tiny configs and models, one torch thread, a runner for the real CLI.
 
 The project's data cache (``$TINYLM_DATA_DIR``) points at a temp dir holding a copy of
 ``../shared/data/tinyshakespeare/input.txt``, so nothing is downloaded. In CI (``CI=true``) a
@@ -19,6 +19,30 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 TINY = ["n_layer=2", "n_embed=32", "n_heads=2", "block_size=16", "batch_size=8", "eval_iters=2"]
+
+
+def tiny_gpt(**options):
+    """A 2-layer, n_embed 32, block 16 transformer over 65 tokens, seeded, in eval mode."""
+    import torch
+
+    from tinylm import TransformerLanguageModel
+
+    torch.manual_seed(0)
+    # PyTorch's default init gives well-separated logits, so greedy choices are not near-ties.
+    model = TransformerLanguageModel(65, n_embed=32, block_size=16, n_layer=2, n_heads=2, init="pytorch", **options)
+    return model.eval()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models are overhead-bound, and on a busy 2-core machine
+    two OpenMP threads per process (torchrun gives each rank one) can be many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def free_port() -> int:

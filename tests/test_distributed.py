@@ -23,20 +23,13 @@ from tinylm.training.distributed import strip_nproc, torchrun_command
 from tinylm.training.run import train_run
 from tinylm.training.rundir import load_checkpoint
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # gloo's teardown is fragile on a loaded 2-core machine
+# gloo's teardown is fragile on a loaded 2-core machine; in-process runs use one thread, as torchrun gives each rank
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.usefixtures("one_thread")]
 QUIET = {"progress": False, "log": lambda _: None}
 # fp32, no dropout: one rank and two must then differ only by float summation order.
 EXACT = ["dropout=0.0", "dtype=float32", "eval_interval=4", "learning_rate=1e-2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs use one thread, as torchrun gives each rank: on a busy 2-core machine two
-    OpenMP threads per process can be many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def options(text_path, *extra: str) -> list[str]:

@@ -3,27 +3,12 @@
 import pytest
 import torch
 
-from tinylm import SimpleBigramLanguageModel, TransformerLanguageModel
+from conftest import tiny_gpt as tiny
+from tinylm import SimpleBigramLanguageModel
 from tinylm.sampling import generate, next_logits
 
-
-def tiny(**options) -> TransformerLanguageModel:
-    torch.manual_seed(0)
-    # PyTorch's default init gives well-separated logits, so greedy choices are not near-ties.
-    model = TransformerLanguageModel(65, n_embed=32, block_size=16, n_layer=2, n_heads=2, init="pytorch", **options)
-    return model.eval()
-
-
 PROMPT = torch.tensor([[5, 9, 14], [20, 1, 33]])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models are overhead-bound; extra threads only fight over the shared 2 cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.mark.slow

@@ -7,27 +7,12 @@ logits are compared to 1e-5 and tokens exactly. Each model shape compiles once (
 import pytest
 import torch
 
-from tinylm import TransformerLanguageModel
+from conftest import tiny_gpt as tiny
 from tinylm.model.kv_cache import LayerKV
 from tinylm.model.static_decode import CompiledDecoder
 from tinylm.sampling import generate
 
-pytestmark = pytest.mark.slow  # torch.compile: a few seconds per model shape
-
-
-def tiny(**options) -> TransformerLanguageModel:
-    torch.manual_seed(0)
-    # PyTorch's default init gives well-separated logits, so greedy choices are not near-ties.
-    model = TransformerLanguageModel(65, n_embed=32, block_size=16, n_layer=2, n_heads=2, init="pytorch", **options)
-    return model.eval()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # compiling: seconds per model shape
 
 
 def test_batch_one_rope_greedy_and_seeded_tokens_match_the_eager_cache():
