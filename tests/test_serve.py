@@ -1,6 +1,7 @@
 """``tinylm serve``: the JSON API through a real server process on 127.0.0.1, and the playground page
 in a real headless Chromium (Debian's ``chromium``) driven by Playwright for Python."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, data_cache):
+def served_run(tmp_path_factory, data_cache) -> Path:
     from conftest import run_cli
 
     pytest.importorskip("fastapi", reason="needs tinylm[serve]")
@@ -32,9 +34,15 @@ def server(tmp_path_factory, data_cache):
     done = run_cli("train", *sets, "--data", str(text), "--out", str(run), "--device", "cpu", "--quiet",
                    "--sample-chars", "0")
     assert done.returncode == 0, done.stderr
+    return run
+
+
+@contextlib.contextmanager
+def serving(run: Path, *options: str):
+    """A real ``tinylm serve`` process for ``run`` on a free port; yields its URL."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tinylm", "serve", "--run", str(run), "--port", str(port),
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--device", "cpu", *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, proc)
@@ -42,6 +50,12 @@ def server(tmp_path_factory, data_cache):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(served_run):
+    with serving(served_run) as url:
+        yield url
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -87,6 +101,18 @@ def test_generate_plain_and_streamed_agree_with_a_seed(server):
     events = parse_events(body)
     assert [name for name, _ in events] == ["char"] * 40 + ["done"]
     assert "".join(data["char"] for _, data in events[:-1]) == events[-1][1]["text"] == plain["text"]
+
+
+@pytest.mark.slow
+def test_compiled_server_gives_the_same_texts_to_concurrent_requests(server, served_run):
+    """``--compile``: generations run in worker threads through the one compiled step, at the same time."""
+    requests = [{"prompt": "the ", "max_new_tokens": 30, "temperature": 0.9, "top_k": 10, "seed": seed}
+                for seed in (1, 2, 3, 4)]
+    expected = [json.loads(post(server + "/api/generate", request)[2])["text"] for request in requests]
+    with serving(served_run, "--compile") as url, ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda request: post(url + "/api/generate", request), requests))
+    assert [status for status, _, _ in answers] == [200] * 4
+    assert [json.loads(body)["text"] for _, _, body in answers] == expected
 
 
 def test_stop_and_next_char_probabilities(server):

@@ -2,6 +2,7 @@
 
     pip install 'tinylm[serve]'
     tinylm serve --run runs/a1 --port 8000          # then open http://127.0.0.1:8000
+    tinylm serve --run runs/a1 --compile            # compiled one-token steps: faster batch-1 sampling on a CPU
 
     curl -s localhost:8000/api/generate -d '{"prompt": "ROMEO:", "max_new_tokens": 100}'
     curl -sN localhost:8000/api/generate -d '{"prompt": "ROMEO:", "stream": true}'   # server-sent events
@@ -25,6 +26,7 @@ import torch
 from tinylm.device import model_device
 from tinylm.errors import TinyLMError
 from tinylm.sampling import SamplingOptions, check_seed, next_token_probabilities, stream_text
+from tinylm.sampling import generate as generate_ids
 from tinylm.serve.inspector import add_inspector
 from tinylm.serve.limits import BodyLimit, ClientGone, GenerationSlots, ServerBusy, parse_body
 
@@ -113,8 +115,8 @@ def default_max_generations() -> int:
 
 
 def create_app(run_dir: str, device_name: str = "auto", max_generations: int | None = None,
-               queue: int = DEFAULT_QUEUE):
-    """The FastAPI application serving ``run_dir``'s model."""
+               queue: int = DEFAULT_QUEUE, compiled: bool = False):
+    """The FastAPI application serving ``run_dir``'s model; ``compiled``: generate through compiled steps."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, StreamingResponse
     from starlette.background import BackgroundTask
@@ -127,6 +129,9 @@ def create_app(run_dir: str, device_name: str = "auto", max_generations: int | N
     add_error_handlers(app)
     # attention, logit lens, sampling knobs, embeddings, live training; `live` reloads a replaced checkpoint
     live = add_inspector(app, run_dir, device_name)
+    if compiled:  # compile now, not during the first request (a reloaded checkpoint has the same shapes)
+        model = live.state.model
+        generate_ids(model, torch.zeros((1, 1), dtype=torch.long, device=model_device(model)), 2, compiled=True)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -144,7 +149,7 @@ def create_app(run_dir: str, device_name: str = "auto", max_generations: int | N
         loaded = await run_in_threadpool(live.current)  # the newest checkpoint of a run still training
         model, tokenizer = loaded.model, loaded.tokenizer
         sampling, generator = prepare_generation(req, tokenizer, model)
-        work = generation_work(model, tokenizer, req.prompt, sampling, req.stop, generator)
+        work = generation_work(model, tokenizer, req.prompt, sampling, req.stop, generator, compiled)
         ticket = slots.admit()
         if req.stream:
             events = stream_events(slots.stream(ticket, work))
@@ -185,11 +190,12 @@ def prepare_generation(req, tokenizer, model) -> tuple[SamplingOptions, torch.Ge
     return sampling, generator
 
 
-def generation_work(model, tokenizer, prompt: str, sampling: SamplingOptions, stop, generator) -> Callable:
+def generation_work(model, tokenizer, prompt: str, sampling: SamplingOptions, stop, generator,
+                    compiled: bool = False) -> Callable:
     """``work(cancel, emit)`` for GenerationSlots: the continuation, checking ``cancel`` between tokens."""
     def work(cancel: threading.Event, emit: Callable[[str], None] | None) -> str:
         text = ""
-        for ch in stream_text(model, tokenizer, prompt, sampling, stop, generator):
+        for ch in stream_text(model, tokenizer, prompt, sampling, stop, generator, compiled=compiled):
             if cancel.is_set():
                 break
             text += ch
