@@ -76,10 +76,19 @@ def _step(model: nn.Module, idx: torch.Tensor, layers: list[StaticLayerKV]) -> t
 COMPILE_OPTIONS = {"realize_cpu_opcount_threshold": 4}
 
 
+def compile_fixed_shapes(fn, options: dict | None = None):
+    """``torch.compile`` for one graph per set of shapes, with those ``options`` this torch knows
+    (older releases lack some; the pyproject allows torch >= 2.3)."""
+    import torch._inductor.config as inductor_config
+
+    known = {key: value for key, value in (options or {}).items() if hasattr(inductor_config, key)}
+    return torch.compile(fn, dynamic=False, fullgraph=True, options=known or None)
+
+
 @functools.cache
 def compiled_step():
     """The compiled ``_step``, made on first use; torch.compile keeps one graph per model and shapes."""
-    return torch.compile(_step, dynamic=False, fullgraph=True, options=COMPILE_OPTIONS, recompile_limit=64)
+    return compile_fixed_shapes(_step, COMPILE_OPTIONS)
 
 
 def _roll_by_one(keys: list[torch.Tensor], values: list[torch.Tensor], cos: torch.Tensor, sin: torch.Tensor) -> None:
@@ -92,7 +101,7 @@ def _roll_by_one(keys: list[torch.Tensor], values: list[torch.Tensor], cos: torc
 
 @functools.cache
 def compiled_roll():
-    return torch.compile(_roll_by_one, dynamic=False, fullgraph=True, recompile_limit=64)
+    return compile_fixed_shapes(_roll_by_one)
 
 
 def run_compiled(compiled, *args):
