@@ -1,0 +1,91 @@
+"""One model, or an ensemble of several trained in the same time? Train members back to back (seeds
+1337, 1338, ...), then score each member and the ensemble of the first k on the full val split.
+
+    python benchmarks/ensemble.py --preset cpu-10min --members 2           # the preset's steps each
+    python benchmarks/ensemble.py --preset speedrun --seconds 290 --member-steps 800   # as many as fit
+
+Each member runs the preset's schedule shrunk or stretched to ``--member-steps`` (warmup and warmdown
+keep their share of the steps) with no early stop and an evaluation only at its start and end. With
+``--seconds`` members are added while the next one, timed like the last, still fits the training
+seconds. The ensemble predicts the mean of its members' next-token probabilities
+(``tinylm.model.ensemble``; ``tinylm eval --ensemble RUN RUN ...`` scores saved runs the same way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from tinylm.config import load_config
+from tinylm.evaluate import exact_loss
+from tinylm.model.ensemble import Ensemble
+from tinylm.training.run import build_trainer, prepare_corpus
+
+
+@dataclass
+class Member:
+    seed: int
+    steps: int
+    train_s: float  # inside the training loop, evaluations left out
+    val_loss: float  # exact, full val split
+    ensemble_loss: float  # the ensemble of this member and every one before it
+
+
+def member_schedule(preset: str, overrides: list[str], steps: int) -> list[str]:
+    """Overrides that fit the preset's schedule to ``steps``, with one evaluation at each end."""
+    train = load_config(preset=preset, overrides=overrides).train
+    share = steps / max(train.max_iters, 1)
+    return [f"max_iters={steps}", f"lr_decay_iters={steps}", f"eval_interval={steps}", "target_val_loss=0",
+            f"warmup_iters={round(train.warmup_iters * share)}", f"warmdown_iters={round(train.warmdown_iters * share)}"]
+
+
+def train_members(preset: str, overrides: list[str], steps: int | None = None, count: int | None = None,
+                  seconds: float | None = None, first_seed: int = 1337) -> Iterator[Member]:
+    """Members one after another until ``count`` of them, or until the next would pass ``seconds``."""
+    cfg = load_config(preset=preset, overrides=overrides)
+    steps = steps or cfg.train.max_iters
+    sets = overrides + member_schedule(preset, overrides, steps)
+    corpus = prepare_corpus(cfg)
+    members: list[torch.nn.Module] = []
+    spent = 0.0
+    while count is None or len(members) < count:
+        seed = first_seed + len(members)
+        trainer = build_trainer(load_config(preset=preset, overrides=sets + [f"seed={seed}"]), corpus, None,
+                                progress=False, log=lambda _: None)
+        began = time.perf_counter()
+        trainer.train()
+        train_s = time.perf_counter() - began - trainer.eval_seconds
+        members.append(trainer.model.eval())
+        ensemble_loss = exact_loss(Ensemble(members), corpus.val_data) if len(members) > 1 else None
+        val_loss = exact_loss(trainer.model, corpus.val_data)
+        yield Member(seed, trainer.step, train_s, val_loss, ensemble_loss or val_loss)
+        spent += train_s
+        if seconds is not None and spent + train_s > seconds:
+            return
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="cpu-10min")
+    p.add_argument("--member-steps", type=int, help="steps per member (default: the preset's max_iters)")
+    stop = p.add_mutually_exclusive_group(required=True)
+    stop.add_argument("--members", type=int, help="train this many members")
+    stop.add_argument("--seconds", type=float, help="add members while the next still fits these training seconds")
+    p.add_argument("--set", action="append", default=[], help="config override key=value")
+    args = p.parse_args(argv)
+    print(f"preset {args.preset} {' '.join(args.set)}")
+    print("| member | seed | steps | train s | train s, all members | member full val loss | ensemble full val loss |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    spent = 0.0
+    for k, member in enumerate(train_members(args.preset, args.set, args.member_steps, args.members, args.seconds), 1):
+        spent += member.train_s
+        print(f"| {k} | {member.seed} | {member.steps} | {member.train_s:.1f} | {spent:.1f} | "
+              f"{member.val_loss:.4f} | {member.ensemble_loss:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
