@@ -30,6 +30,7 @@ from tinylm.training.run import build_trainer, prepare_corpus
 class Member:
     seed: int
     steps: int
+    tokens: int  # trained on
     train_s: float  # inside the training loop, evaluations left out
     val_loss: float  # exact, full val split
     ensemble_loss: float  # the ensemble of this member and every one before it
@@ -62,7 +63,7 @@ def train_members(preset: str, overrides: list[str], steps: int | None = None, c
         members.append(trainer.model.eval())
         ensemble_loss = exact_loss(Ensemble(members), corpus.val_data) if len(members) > 1 else None
         val_loss = exact_loss(trainer.model, corpus.val_data)
-        yield Member(seed, trainer.step, train_s, val_loss, ensemble_loss or val_loss)
+        yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s, val_loss, ensemble_loss or val_loss)
         spent += train_s
         if seconds is not None and spent + train_s > seconds:
             return

@@ -3,11 +3,14 @@
     python benchmarks/speedrun.py --preset cpu-speedrun            # 3 seeds, then the median
     python benchmarks/speedrun.py --preset speedrun --seeds 1 2 3  # on a GPU
     python benchmarks/speedrun.py --track 60s --nanogpt ~/src/nanoGPT   # CPU track, beside nanoGPT's recipe
+    python benchmarks/speedrun.py --track 10min --members 2 --set max_iters=1800   # an ensemble of 2 runs
 
 CPU tracks (``--track``): ``60s`` is ``cpu-speedrun`` to a full val loss <= 1.65 within 60 s of wall
 time; ``10min`` is ``cpu-10min`` to <= 1.55 within 600 s; each row says whether it made both, and the
 median of the seeds is the track's result. With ``--nanogpt DIR`` every seed also runs nanoGPT's own
-CPU recipe for the same wall budget (benchmarks/nanogpt_cpu.py) in a fresh process.
+CPU recipe for the same wall budget (benchmarks/nanogpt_cpu.py) in a fresh process. With ``--members K``
+each seed's process trains K runs back to back (seeds seed, seed + 1, ...; benchmarks/ensemble.py) and
+its loss is their ensemble's.
 
 Each seed runs in a fresh Python process, so "wall s" counts everything from the interpreter's start
 to the final score: imports, reading the corpus, compiling, evaluations and the final exact val loss
@@ -30,8 +33,10 @@ import time
 from machine import speed_and_load
 
 
-def child(preset: str, seed: int, overrides: list[str]) -> None:
-    """One run inside this process; prints its numbers as one JSON line."""
+def child(preset: str, seed: int, overrides: list[str], members: int = 1) -> None:
+    """One run (or ``members`` runs and their ensemble) inside this process; prints one JSON line."""
+    if members > 1:
+        return print(json.dumps(ensemble_child(preset, seed, overrides, members)))
     from tinylm.config import load_config
     from tinylm.evaluate import exact_loss
     from tinylm.training.run import build_trainer, prepare_corpus
@@ -47,10 +52,21 @@ def child(preset: str, seed: int, overrides: list[str]) -> None:
                       "train_s": train_seconds, "val_loss": val_loss}))
 
 
-def run_seed(preset: str, seed: int, overrides: list[str], timeout: float | None = None) -> dict:
+def ensemble_child(preset: str, seed: int, overrides: list[str], members: int) -> dict:
+    """Members seeded ``seed``, ``seed + 1``, ... trained back to back; the loss is their ensemble's."""
+    from ensemble import train_members
+
+    trained = list(train_members(preset, overrides, count=members, first_seed=seed))
+    return {"seed": seed, "steps": sum(m.steps for m in trained), "tokens": sum(m.tokens for m in trained),
+            "train_s": sum(m.train_s for m in trained), "val_loss": trained[-1].ensemble_loss,
+            "member_losses": [m.val_loss for m in trained]}
+
+
+def run_seed(preset: str, seed: int, overrides: list[str], timeout: float | None = None, members: int = 1) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--preset", preset, "--seeds", str(seed)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--preset", preset, "--seeds", str(seed),
+           "--members", str(members)]
     done = subprocess.run(cmd + [arg for item in overrides for arg in ("--set", item)],
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:  # say why: its last stderr line, not just the exit status
@@ -97,13 +113,16 @@ def main(argv=None) -> None:
     p.add_argument("--track", choices=sorted(TRACKS), help="a CPU track: its preset, target and wall budget")
     p.add_argument("--nanogpt", metavar="DIR", help="a nanoGPT checkout: its CPU recipe runs each seed too")
     p.add_argument("--seeds", type=int, nargs="+", default=[1337, 1, 2])
+    p.add_argument("--members", type=int, default=1,
+                   help="train this many runs per seed back to back and score their ensemble (benchmarks/ensemble.py)")
     p.add_argument("--set", action="append", default=[], help="config override key=value")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        return child(args.preset, args.seeds[0], args.set)
+        return child(args.preset, args.seeds[0], args.set, args.members)
     preset, target, budget = TRACKS[args.track] if args.track else (args.preset, None, None)
-    print(f"preset {preset} {' '.join(args.set)}; at start: {speed_and_load()}")
+    ensemble = f"; an ensemble of {args.members} runs per seed" if args.members > 1 else ""
+    print(f"preset {preset} {' '.join(args.set)}{ensemble}; at start: {speed_and_load()}")
     if target is not None:
         print(f"track {args.track}: full val loss <= {target} within {budget:.0f} s of wall time, median of seeds")
     extra = (" <= target | in budget |", " --- | --- |") if target is not None else ("", "")
@@ -111,7 +130,7 @@ def main(argv=None) -> None:
     print(f"| --- | --- | --- | --- | --- | --- | --- |{extra[1]}")
     rows, nano_rows = [], []
     for seed in args.seeds:
-        rows.append(run_seed(preset, seed, args.set))
+        rows.append(run_seed(preset, seed, args.set, members=args.members))
         print_row(str(seed), rows[-1], target, budget)
         if args.nanogpt:
             nano_rows.append(run_nanogpt(args.nanogpt, seed, budget or 60.0))
@@ -119,6 +138,9 @@ def main(argv=None) -> None:
     print_row("median", median_row(rows), target, budget)
     if nano_rows:
         print_row("nanoGPT median", median_row(nano_rows), target, budget or 60.0)
+    for row in rows:
+        if "member_losses" in row:
+            print(f"members of seed {row['seed']}: full val loss {' / '.join(f'{x:.4f}' for x in row['member_losses'])}")
     print(f"at the end: {speed_and_load()}")
 
 

@@ -89,6 +89,16 @@ def test_speedrun_prints_each_seed_and_the_median(shakespeare):
     assert any(line.startswith("| median |") for line in out.splitlines())
 
 
+def test_speedrun_members_train_back_to_back_and_score_their_ensemble(shakespeare):
+    out = run_script("speedrun.py", "--seeds", "1", "--members", "2", "--set", "max_iters=3", "--set",
+                     "lr_decay_iters=3", "--set", "warmup_iters=1", *SETS)
+    seed_row = next(line for line in out.splitlines() if line.startswith("| 1 |")).split("|")
+    members = next(line for line in out.splitlines() if line.startswith("members of seed 1:"))
+    losses = [float(x) for x in members.split("loss")[1].split("/")]
+    assert seed_row[2].strip() == "6" and len(losses) == 2  # steps of both members
+    assert float(seed_row[7]) <= sum(losses) / 2 + 1e-4  # the ensemble's loss, not a member's
+
+
 def test_compress_trains_then_prints_both_tables(small_text, tmp_path):
     sets = [arg for item in TINY + ["max_iters=10", "eval_interval=10", f"data={small_text}"]
             for arg in ("--set", item)]
