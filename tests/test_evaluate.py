@@ -60,3 +60,17 @@ def test_estimates_repeat_and_leave_the_training_batches_alone():
     assert model.training  # eval mode was restored
     result = Evaluator(model, loader, loader, eval_iters=3).estimate()
     assert math.isclose(result["val_perplexity"], math.exp(result["val_loss"]))
+
+
+def test_a_compiled_model_is_scored_through_its_eager_module_without_compiling():
+    """Evaluation shapes and modes differ from training's: scoring must not compile graphs of its own."""
+    from torch._dynamo.utils import counters
+
+    model = tiny_model()
+    compiled = torch.compile(model)
+    data = torch.randint(0, 11, (50,), generator=torch.Generator().manual_seed(2))
+    loader = BatchLoader(data, block_size=8, batch_size=4)
+    frames = counters["frames"]["total"]
+    assert exact_loss(compiled, data) == exact_loss(model, data)
+    assert estimate_loss(compiled, {"val": loader}, eval_iters=2) == estimate_loss(model, {"val": loader}, eval_iters=2)
+    assert counters["frames"]["total"] == frames  # dynamo never traced a frame

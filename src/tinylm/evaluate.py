@@ -29,6 +29,15 @@ from tinylm.model import eval_mode
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
+def eager_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under ``torch.compile``'s wrapper (the same weights), or ``model`` itself.
+
+    Scoring runs eagerly: evaluation (no grad, eval mode, other batch shapes) would compile graphs of its
+    own, each costing seconds on a CPU or GPU, while a run spends a small share of its time scoring.
+    """
+    return getattr(model, "_orig_mod", model)
+
+
 @torch.no_grad()
 def estimate_loss(model: torch.nn.Module, loaders: dict[str, BatchLoader], eval_iters: int = 200,
                   seed: int = 0, dtype: str = "auto", reduce: Reduce | None = None) -> dict[str, float]:
@@ -37,7 +46,7 @@ def estimate_loss(model: torch.nn.Module, loaders: dict[str, BatchLoader], eval_
     ``reduce`` (under DDP: the mean over ranks, each rank scoring batches of its own seed) combines
     the per-rank sums.
     """
-    device = model_device(model)
+    model, device = eager_module(model), model_device(model)
     means = {}
     with eval_mode(model):
         for split, loader in loaders.items():
@@ -64,6 +73,7 @@ def exact_loss(model: torch.nn.Module, data: torch.Tensor | np.ndarray, block_si
     that ends at the split's end, counting only its new targets. ``data`` may be a memory-mapped
     shard (``tinylm prepare``): only the windows of one batch are read at a time.
     """
+    model = eager_module(model)
     T = block_size or model.block_size
     device = model_device(model)
     windows = _window_reader(model, data, T, device)
