@@ -1,5 +1,5 @@
 """One model, or an ensemble of several trained in the same time? Train members back to back (seeds
-1337, 1338, ...), then score each member and the ensemble of the first k on the full val split.
+1337, 2337, 3337, ...), then score each member and the ensemble of the first k on the full val split.
 
     python benchmarks/ensemble.py --preset cpu-10min --members 2           # the preset's steps each
     python benchmarks/ensemble.py --preset speedrun --seconds 290 --member-steps 800   # as many as fit
@@ -24,6 +24,8 @@ from tinylm.config import load_config
 from tinylm.evaluate import exact_loss
 from tinylm.model.ensemble import Ensemble
 from tinylm.training.run import build_trainer, prepare_corpus
+
+SEED_STRIDE = 1000  # member i is seeded first_seed + 1000 i: the members of seeds 1 and 2 never share a seed
 
 
 @dataclass
@@ -54,7 +56,7 @@ def train_members(preset: str, overrides: list[str], steps: int | None = None, c
     members: list[torch.nn.Module] = []
     spent = 0.0
     while count is None or len(members) < count:
-        seed = first_seed + len(members)
+        seed = first_seed + SEED_STRIDE * len(members)
         trainer = build_trainer(load_config(preset=preset, overrides=sets + [f"seed={seed}"]), corpus, None,
                                 progress=False, log=lambda _: None)
         began = time.perf_counter()

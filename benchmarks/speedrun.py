@@ -9,7 +9,7 @@ CPU tracks (``--track``): ``60s`` is ``cpu-speedrun`` to a full val loss <= 1.65
 time; ``10min`` is ``cpu-10min`` to <= 1.55 within 600 s; each row says whether it made both, and the
 median of the seeds is the track's result. With ``--nanogpt DIR`` every seed also runs nanoGPT's own
 CPU recipe for the same wall budget (benchmarks/nanogpt_cpu.py) in a fresh process. With ``--members K``
-each seed's process trains K runs back to back (seeds seed, seed + 1, ...; benchmarks/ensemble.py) and
+each seed's process trains K runs back to back (seeds seed, seed + 1000, ...; benchmarks/ensemble.py) and
 its loss is their ensemble's.
 
 Each seed runs in a fresh Python process, so "wall s" counts everything from the interpreter's start
@@ -53,7 +53,7 @@ def child(preset: str, seed: int, overrides: list[str], members: int = 1) -> Non
 
 
 def ensemble_child(preset: str, seed: int, overrides: list[str], members: int) -> dict:
-    """Members seeded ``seed``, ``seed + 1``, ... trained back to back; the loss is their ensemble's."""
+    """Members seeded ``seed``, ``seed + 1000``, ... trained back to back; the loss is their ensemble's."""
     from ensemble import train_members
 
     trained = list(train_members(preset, overrides, count=members, first_seed=seed))

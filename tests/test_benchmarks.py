@@ -75,7 +75,7 @@ def test_budget_trains_the_asked_steps_and_scores_the_full_val_split(shakespeare
 def test_ensemble_scores_each_member_and_the_ensemble_so_far(shakespeare):
     out = run_script("ensemble.py", "--preset", "cpu-speedrun", "--members", "2", "--member-steps", "3", *SETS)
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
-    assert [(cells[2].strip(), cells[3].strip()) for cells in rows] == [("1337", "3"), ("1338", "3")]
+    assert [(cells[2].strip(), cells[3].strip()) for cells in rows] == [("1337", "3"), ("2337", "3")]
     members = [float(cells[6]) for cells in rows]
     assert float(rows[0][7]) == members[0]  # an ensemble of one is its member
     assert float(rows[1][7]) <= sum(members) / 2 + 1e-4  # -log of a mean probability <= the mean of -logs
@@ -118,7 +118,7 @@ def test_gpu_report_smoke_runs_every_section_and_writes_the_report(shakespeare, 
     assert len(rows) == 1 + 2 + 3 + 4  # speedrun, 2 ensemble members, 3 speed paths (nanoGPT first), 4 sampling
     assert "nanoGPT" in rows[3] and all("cpu (" in row for row in rows)
     assert float(rows[0].split("|")[8]) < 6  # the speedrun's full val loss is a real loss
-    assert [row.split("|")[5].strip() for row in rows[1:3]] == ["1337", "1338"]  # the ensemble's member seeds
+    assert [row.split("|")[5].strip() for row in rows[1:3]] == ["1337", "2337"]  # the ensemble's member seeds
     batch_one = [row.split("|") for row in rows[6:] if row.split("|")[4].strip() == "1"]
     assert len(batch_one) == 2 and all(float(cells[9].replace(",", "")) > 0 for cells in batch_one)  # compiled
 
