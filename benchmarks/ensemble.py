@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from tinylm.config import load_config
-from tinylm.evaluate import exact_loss
+from tinylm.evaluate import eager_module, exact_loss
 from tinylm.model.ensemble import Ensemble
 from tinylm.training.run import build_trainer, prepare_corpus
 
@@ -62,7 +62,7 @@ def train_members(preset: str, overrides: list[str], steps: int | None = None, c
         began = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - began - trainer.eval_seconds
-        members.append(trainer.model.eval())
+        members.append(eager_module(trainer.model).eval())  # scored eagerly, as exact_loss does
         ensemble_loss = exact_loss(Ensemble(members), corpus.val_data) if len(members) > 1 else None
         val_loss = exact_loss(trainer.model, corpus.val_data)
         yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s, val_loss, ensemble_loss or val_loss)
