@@ -63,9 +63,9 @@ def train_members(preset: str, overrides: list[str], steps: int | None = None, c
         trainer.train()
         train_s = time.perf_counter() - began - trainer.eval_seconds
         members.append(eager_module(trainer.model).eval())  # scored eagerly, as exact_loss does
-        ensemble_loss = exact_loss(Ensemble(members), corpus.val_data) if len(members) > 1 else None
         val_loss = exact_loss(trainer.model, corpus.val_data)
-        yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s, val_loss, ensemble_loss or val_loss)
+        ensemble_loss = exact_loss(Ensemble(members), corpus.val_data) if len(members) > 1 else val_loss
+        yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s, val_loss, ensemble_loss)
         spent += train_s
         if seconds is not None and spent + train_s > seconds:
             return

@@ -9,9 +9,9 @@ Sections, in this order, each a markdown table with the date and the card's name
    seconds until the val estimate reaches 1.47, wall seconds from that process's start to its exact
    full-val loss, and this command's own wall clock at that moment.
 2. best val in 5 minutes: an ensemble of ``--five-min-preset`` runs (default ``speedrun``, no early
-   stop, ``--five-min-member-steps`` each, compiled on a GPU), trained back to back within 300 s of training: each
-   member's exact full-val loss and that of the ensemble so far (benchmarks/ensemble.py). If the
-   9-minute budget has less left (RESERVE_S is kept for what follows), fewer members run.
+   stop, ``--five-min-member-steps`` each, compiled on a GPU), trained back to back within 300 s of
+   training: each member's exact full-val loss and that of the ensemble so far (benchmarks/ensemble.py).
+   If the 9-minute budget has less left (RESERVE_S is kept for what follows), fewer members run.
 3. training speed: ``nanogpt-char`` ms/iter, tokens/s and MFU for tinylm eager (fp32) and fast (bf16 +
    torch.compile) and, with ``--nanogpt DIR``, nanoGPT's own model and loop in the same process,
    interleaved in chunks (benchmarks/speed.py; nanoGPT steps as its train.py does on CUDA).

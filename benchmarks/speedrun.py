@@ -3,7 +3,8 @@
     python benchmarks/speedrun.py --preset cpu-speedrun            # 3 seeds, then the median
     python benchmarks/speedrun.py --preset speedrun --seeds 1 2 3  # on a GPU
     python benchmarks/speedrun.py --track 60s --nanogpt ~/src/nanoGPT   # CPU track, beside nanoGPT's recipe
-    python benchmarks/speedrun.py --track 10min --members 2 --set max_iters=1800   # an ensemble of 2 runs
+    python benchmarks/speedrun.py --track 10min --members 2 --set max_iters=1800 --set lr_decay_iters=1800 \
+        --set warmdown_iters=720                                    # an ensemble of two shorter runs
 
 CPU tracks (``--track``): ``60s`` is ``cpu-speedrun`` to a full val loss <= 1.65 within 60 s of wall
 time; ``10min`` is ``cpu-10min`` to <= 1.55 within 600 s; each row says whether it made both, and the
