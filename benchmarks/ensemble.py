@@ -7,13 +7,14 @@
 Each member runs the preset's schedule shrunk or stretched to ``--member-steps`` (warmup and warmdown
 keep their share of the steps) with no early stop and an evaluation only at its start and end. With
 ``--seconds`` members are added while the next one, timed like the last, still fits the training
-seconds. The ensemble predicts the mean of its members' next-token probabilities
-(``tinylm.model.ensemble``; ``tinylm eval --ensemble RUN RUN ...`` scores saved runs the same way).
+seconds. The ensemble predicts the mean of its members' next-token probabilities, as
+``tinylm.model.ensemble`` does (``tinylm eval --ensemble RUN RUN ...`` scores saved runs that way).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from tinylm.config import load_config
-from tinylm.evaluate import eager_module, exact_loss
-from tinylm.model.ensemble import Ensemble
+from tinylm.evaluate import target_log_probs
 from tinylm.training.run import build_trainer, prepare_corpus
 
 SEED_STRIDE = 1000  # member i is seeded first_seed + 1000 i: the members of seeds 1 and 2 never share a seed
@@ -48,24 +48,28 @@ def member_schedule(preset: str, overrides: list[str], steps: int) -> list[str]:
 
 def train_members(preset: str, overrides: list[str], steps: int | None = None, count: int | None = None,
                   seconds: float | None = None, first_seed: int = 1337) -> Iterator[Member]:
-    """Members one after another until ``count`` of them, or until the next would pass ``seconds``."""
+    """Members one after another until ``count`` of them, or until the next would pass ``seconds``.
+
+    Each member's val split is scored once, as the log-probability of every target: the ensemble's
+    probability of a target is the mean of its members', so the k-member score needs no model rerun.
+    """
     cfg = load_config(preset=preset, overrides=overrides)
     steps = steps or cfg.train.max_iters
     sets = overrides + member_schedule(preset, overrides, steps)
     corpus = prepare_corpus(cfg)
-    members: list[torch.nn.Module] = []
-    spent = 0.0
-    while count is None or len(members) < count:
-        seed = first_seed + SEED_STRIDE * len(members)
+    mixed: torch.Tensor | None = None  # (N,) log of the summed probability each target got from the members
+    k, spent = 0, 0.0
+    while count is None or k < count:
+        seed, k = first_seed + SEED_STRIDE * k, k + 1
         trainer = build_trainer(load_config(preset=preset, overrides=sets + [f"seed={seed}"]), corpus, None,
                                 progress=False, log=lambda _: None)
         began = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - began - trainer.eval_seconds
-        members.append(eager_module(trainer.model).eval())  # scored eagerly, as exact_loss does
-        val_loss = exact_loss(trainer.model, corpus.val_data)
-        ensemble_loss = exact_loss(Ensemble(members), corpus.val_data) if len(members) > 1 else val_loss
-        yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s, val_loss, ensemble_loss)
+        log_p = target_log_probs(trainer.model, corpus.val_data)  # (N,) scored eagerly, compiled or not
+        mixed = log_p if mixed is None else torch.logaddexp(mixed, log_p)
+        yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s,
+                     -log_p.double().mean().item(), math.log(k) - mixed.double().mean().item())
         spent += train_s
         if seconds is not None and spent + train_s > seconds:
             return

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from tinylm import TransformerLanguageModel
 from tinylm.data import BatchLoader
-from tinylm.evaluate import Evaluator, estimate_loss, exact_loss
+from tinylm.evaluate import Evaluator, estimate_loss, exact_loss, target_log_probs
 
 
 def naive_exact_loss(model, data: torch.Tensor, block_size: int) -> float:
@@ -74,3 +74,17 @@ def test_a_compiled_model_is_scored_through_its_eager_module_without_compiling()
     assert exact_loss(compiled, data) == exact_loss(model, data)
     assert estimate_loss(compiled, {"val": loader}, eval_iters=2) == estimate_loss(model, {"val": loader}, eval_iters=2)
     assert counters["frames"]["total"] == frames  # dynamo never traced a frame
+
+
+def test_target_log_probs_give_the_exact_loss_and_score_an_ensemble_without_running_it():
+    from tinylm.model.ensemble import Ensemble
+
+    first = tiny_model()
+    torch.manual_seed(1)
+    second = TransformerLanguageModel(11, n_embed=16, block_size=8, n_layer=2, n_heads=2, init="pytorch").eval()
+    data = torch.randint(0, 11, (8 * 5 + 4,), generator=torch.Generator().manual_seed(1))  # windows + a remainder
+    log_p = [target_log_probs(m, data) for m in (first, second)]
+    assert log_p[0].shape == (len(data) - 1,)
+    assert math.isclose(-log_p[0].double().mean().item(), exact_loss(first, data), rel_tol=1e-6)
+    mixed = torch.logaddexp(log_p[0], log_p[1]) - math.log(2)  # log of the mean probability of each target
+    assert math.isclose(-mixed.double().mean().item(), exact_loss(Ensemble([first, second]), data), rel_tol=1e-6)

@@ -2,6 +2,7 @@
 
     losses = estimate_loss(model, {"train": train_loader, "val": val_loader}, eval_iters=200)
     val_loss = exact_loss(model, val_data)     # every token of the split scored once: the table number
+    log_p = target_log_probs(model, val_data)  # (N,) each target's log-probability: -log_p.mean() is val_loss
     evaluator = Evaluator(model, train_loader, val_loader)   # what the Trainer calls at each evaluation
     evaluator.estimate()   # {"train_loss", "val_loss", "train_perplexity", "val_perplexity"}
 
@@ -74,17 +75,43 @@ def exact_loss(model: torch.nn.Module, data: torch.Tensor | np.ndarray, block_si
     shard (``tinylm prepare``): only the windows of one batch are read at a time.
     """
     model = eager_module(model)
-    T = block_size or model.block_size
+    total = torch.zeros((), device=model_device(model), dtype=torch.float64)
+    with eval_mode(model):
+        for logits, y in _scored_windows(model, data, block_size or model.block_size, batch_size, dtype):
+            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+    return total.item() / (len(data) - 1)
+
+
+@torch.no_grad()
+def target_log_probs(model: torch.nn.Module, data: torch.Tensor | np.ndarray, block_size: int | None = None,
+                     batch_size: int = 64, dtype: str = "auto") -> torch.Tensor:
+    """(len(data) - 1,) float32: the log-probability of each target, in ``exact_loss``'s windows.
+
+    Minus their mean is ``exact_loss``. An ensemble's probability of a target is the mean of its
+    members', so these vectors score any ensemble of the models without running them again.
+    """
+    model = eager_module(model)
+    with eval_mode(model):
+        return torch.cat([-F.cross_entropy(logits.transpose(1, 2), y, reduction="none").flatten()
+                          for logits, y in _scored_windows(model, data, block_size or model.block_size,
+                                                           batch_size, dtype)])
+
+
+def _scored_windows(model, data, T: int, batch_size: int, dtype: str):
+    """Yields (logits (B, t, V) float32, targets (B, t)) that cover every target of ``data`` once."""
     device = model_device(model)
     windows = _window_reader(model, data, T, device)
     n_targets = len(data) - 1
     starts = torch.arange(0, n_targets - T + 1, T)  # full windows
-    with eval_mode(model):
-        total = _summed_loss(model, windows, starts, batch_size, T, dtype)
-        remainder = n_targets - len(starts) * T
-        if remainder:
-            total += _summed_loss(model, windows, torch.tensor([n_targets - T]), batch_size, remainder, dtype)
-    return total.item() / n_targets
+    remainder = n_targets - len(starts) * T
+    pieces = [(starts, T)] + ([(torch.tensor([n_targets - T]), remainder)] if remainder else [])
+    for piece_starts, keep_last in pieces:  # keep_last: the targets of each window not scored before
+        for chunk in piece_starts.split(batch_size):
+            batch = windows(chunk)  # (B, T+1)
+            x, y = batch[:, :-1], batch[:, 1:]  # (B, T) each
+            with autocast(device, dtype):
+                logits, _ = model(x)  # (B, T, V)
+            yield logits[:, -keep_last:].float(), y[:, -keep_last:]
 
 
 def _window_reader(model: torch.nn.Module, data: torch.Tensor | np.ndarray, T: int, device: torch.device):
@@ -95,20 +122,6 @@ def _window_reader(model: torch.nn.Module, data: torch.Tensor | np.ndarray, T: i
     data = data.to(device)
     offsets = torch.arange(T + 1, device=device)
     return lambda starts: data[starts.to(device)[:, None] + offsets]
-
-
-def _summed_loss(model, windows, starts, batch_size, keep_last, dtype) -> torch.Tensor:
-    """Summed cross-entropy of the last ``keep_last`` targets of each window starting at ``starts``."""
-    device = model_device(model)
-    total = torch.zeros((), device=device, dtype=torch.float64)
-    for chunk in starts.split(batch_size):
-        batch = windows(chunk)  # (B, T+1)
-        x, y = batch[:, :-1], batch[:, 1:]  # (B, T) each
-        with autocast(device, dtype):
-            logits, _ = model(x)  # (B, T, V)
-        logits, y = logits[:, -keep_last:].float(), y[:, -keep_last:]
-        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-    return total
 
 
 SCORED_TOKENS = 1_000_000  # the end-of-run exact loss scores at most this many tokens of a split
