@@ -34,6 +34,7 @@ class Member:
     steps: int
     tokens: int  # trained on
     train_s: float  # inside the training loop, evaluations left out
+    train_s_so_far: float  # this member's and every one's before it
     val_loss: float  # exact, full val split
     ensemble_loss: float  # the ensemble of this member and every one before it
 
@@ -68,9 +69,9 @@ def train_members(preset: str, overrides: list[str], steps: int | None = None, c
         train_s = time.perf_counter() - began - trainer.eval_seconds
         log_p = target_log_probs(trainer.model, corpus.val_data)  # (N,) scored eagerly, compiled or not
         mixed = log_p if mixed is None else torch.logaddexp(mixed, log_p)
-        yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s,
-                     -log_p.double().mean().item(), math.log(k) - mixed.double().mean().item())
         spent += train_s
+        yield Member(seed, trainer.step, trainer.step * trainer.tokens_per_step, train_s, spent,
+                     -log_p.double().mean().item(), math.log(k) - mixed.double().mean().item())
         if seconds is not None and spent + train_s > seconds:
             return
 
@@ -87,10 +88,8 @@ def main(argv=None) -> None:
     print(f"preset {args.preset} {' '.join(args.set)}")
     print("| member | seed | steps | train s | train s, all members | member full val loss | ensemble full val loss |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    spent = 0.0
     for k, member in enumerate(train_members(args.preset, args.set, args.member_steps, args.members, args.seconds), 1):
-        spent += member.train_s
-        print(f"| {k} | {member.seed} | {member.steps} | {member.train_s:.1f} | {spent:.1f} | "
+        print(f"| {k} | {member.seed} | {member.steps} | {member.train_s:.1f} | {member.train_s_so_far:.1f} | "
               f"{member.val_loss:.4f} | {member.ensemble_loss:.4f} |", flush=True)
 
 

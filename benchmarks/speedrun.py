@@ -59,7 +59,7 @@ def ensemble_child(preset: str, seed: int, overrides: list[str], members: int) -
 
     trained = list(train_members(preset, overrides, count=members, first_seed=seed))
     return {"seed": seed, "steps": sum(m.steps for m in trained), "tokens": sum(m.tokens for m in trained),
-            "train_s": sum(m.train_s for m in trained), "val_loss": trained[-1].ensemble_loss,
+            "train_s": trained[-1].train_s_so_far, "val_loss": trained[-1].ensemble_loss,
             "member_losses": [m.val_loss for m in trained]}
 
 
