@@ -117,10 +117,19 @@ def test_gpu_report_smoke_runs_every_section_and_writes_the_report(shakespeare, 
     rows = [line for line in report.splitlines() if line.startswith("| 20")]
     assert len(rows) == 1 + 2 + 3 + 4  # speedrun, 2 ensemble members, 3 speed paths (nanoGPT first), 4 sampling
     assert "nanoGPT" in rows[3] and all("cpu (" in row for row in rows)
-    assert float(rows[0].split("|")[8]) < 6  # the speedrun's full val loss is a real loss
+    assert float(rows[0].split("|")[9]) < 6  # the speedrun's full val loss is a real loss
     assert [row.split("|")[5].strip() for row in rows[1:3]] == ["1337", "2337"]  # the ensemble's member seeds
     batch_one = [row.split("|") for row in rows[6:] if row.split("|")[4].strip() == "1"]
     assert len(batch_one) == 2 and all(float(cells[9].replace(",", "")) > 0 for cells in batch_one)  # compiled
+
+
+def test_gpu_report_runs_only_the_sections_asked_for(shakespeare, tmp_path):
+    out = run_script("gpu_report.py", "--smoke", "--sections", "speedrun", "--out", str(tmp_path / "report.md"))
+    report = (tmp_path / "report.md").read_text()
+    assert "## Speedrun" in report and "## Sampling" not in report and "## Training speed" not in out
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), "--sections", "speedrun,warp"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--sections warp: choose from speedrun,five-min,speed,sampling" in bad.stderr
 
 
 @pytest.mark.slow

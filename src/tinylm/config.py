@@ -74,6 +74,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # "auto" (bf16 autocast where supported), "float32", "bfloat16"
     compile: bool = False
+    cuda_graph: bool = False  # record the training step once and replay it (CUDA only; training/graph_step.py)
     threads: int = 0  # CPU threads for PyTorch's kernels (0 = PyTorch's default); 1 wins on a loaded CPU
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for 2-D hidden matrices, AdamW for the rest
     muon_lr: float = 0.02  # Muon's peak lr; the schedule scales it like learning_rate

@@ -37,11 +37,13 @@ def autocast_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype | N
     return None
 
 
-def autocast(device: torch.device, dtype: str = "auto"):
+def autocast(device: torch.device, dtype: str = "auto", cache: bool = True):
+    """Mixed precision for ``device``; ``cache=False`` casts the weights afresh on every use, which a
+    CUDA graph needs (it replays the casts it recorded, not a cache filled outside it)."""
     amp_dtype = autocast_dtype(device, dtype)
     if amp_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype, cache_enabled=cache)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -96,9 +96,13 @@ class Muon(torch.optim.Optimizer):
         directions = orthogonalize(torch.stack(updates), group["ns_steps"], dtype=ns_dtype)  # (N, rows, cols)
         rows, cols = params[0].shape
         scale = max(1.0, rows / cols) ** 0.5
+        lr = group["lr"]  # a float, or a 0-dim device tensor that a CUDA-graphed step reads (graph_step.py)
         if group["weight_decay"]:
-            torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
-        torch._foreach_add_(params, list(directions.unbind(0)), alpha=-group["lr"] * scale)
+            torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
+        if isinstance(lr, torch.Tensor):
+            torch._foreach_sub_(params, torch._foreach_mul(list(directions.unbind(0)), lr * scale))
+        else:
+            torch._foreach_add_(params, list(directions.unbind(0)), alpha=-lr * scale)
 
 
 class CombinedOptimizer:

@@ -157,7 +157,8 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
     callbacks = run_callbacks(cfg, corpus, run_dir, progress, dist)
     trainer = Trainer(model, optimizer, train_loader, evaluator, t.max_iters, t.eval_interval,
                       lr_schedule=schedule_for(cfg), grad_clip=t.grad_clip, grad_accum_steps=t.grad_accum_steps,
-                      dtype=t.dtype, dist=dist, callbacks=callbacks, log=log if dist.is_main() else _silent)
+                      dtype=t.dtype, dist=dist, callbacks=callbacks, log=log if dist.is_main() else _silent,
+                      cuda_graph=t.cuda_graph)
     if resume:
         resume_from(trainer, RunDir(run_dir))
     return trainer

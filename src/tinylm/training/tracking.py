@@ -124,7 +124,7 @@ class Tracking(Callback):
                    "val/loss": result["val_loss"], "val/perplexity": result["val_perplexity"],
                    "val/bits_per_char": result["val_loss"] / math.log(2)}
         for i, group in enumerate(trainer.optimizer.param_groups):
-            scalars[f"lr/group_{i}"] = group["lr"]
+            scalars[f"lr/group_{i}"] = float(group["lr"])
         now, evals = time.perf_counter(), trainer.eval_seconds
         busy = (now - self.clock) - (evals - self.eval_seconds)  # wall time since the last eval, minus evaluating
         if steps and busy > 0:

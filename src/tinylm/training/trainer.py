@@ -23,6 +23,7 @@ from tqdm import tqdm
 from tinylm.data import BatchLoader
 from tinylm.device import autocast, model_device
 from tinylm.training.distributed import DistContext
+from tinylm.training.graph_step import GraphedStep, portable_optimizer_state, set_lr
 from tinylm.training.rundir import clean_state_dict, unwrap
 
 # Step losses wait on the device and are read every this many steps (and at each evaluation): one host
@@ -87,7 +88,8 @@ class Trainer:
                  evaluator, max_iters: int, eval_interval: int, *,
                  lr_schedule: Callable[[int], float] | None = None, grad_clip: float = 0.0,
                  grad_accum_steps: int = 1, dtype: str = "auto", dist: DistContext | None = None,
-                 callbacks: Sequence[Callback] | None = None, log: Callable[[str], None] | None = None):
+                 callbacks: Sequence[Callback] | None = None, log: Callable[[str], None] | None = None,
+                 cuda_graph: bool = False):
         self.model, self.optimizer, self.evaluator = model, optimizer, evaluator  # evaluator: .estimate()
         self.device = model_device(model)
         self.train_loader = train_loader.to(self.device)
@@ -103,6 +105,7 @@ class Trainer:
         self.eval_seconds = 0.0  # time spent in evaluations, for benchmarks that leave it out
         self.last_grad_norm: torch.Tensor | None = None  # the last step's norm before clipping (grad_clip > 0)
         self._pending_losses: list[torch.Tensor] = []  # on the device until read: no sync per step
+        self.graphed = self._graphed_step() if cuda_graph else None  # None: every step runs eagerly
 
     def train(self) -> dict[str, float]:
         """Run until ``max_iters`` (or a callback stops it); return the last evaluation."""
@@ -140,32 +143,48 @@ class Trainer:
         at_mark = self.step % self.eval_interval == 0 or self.step == self.max_iters - 1
         return at_mark and self.step != self.last_eval_step
 
+    def _graphed_step(self) -> GraphedStep | None:
+        """The CUDA-graph runner, where one can record this run's step (one CUDA device, no DDP)."""
+        if self.device.type != "cuda" or self.dist.active:
+            where = "under DDP" if self.dist.active else f"on {self.device.type}"
+            self.log(f"cuda_graph: ignored {where} (it needs one CUDA device); training without a graph")
+            return None
+        return GraphedStep(self._update, self.optimizer, self.device, self.log)
+
     def train_step(self) -> torch.Tensor:
         """One optimizer step (without advancing ``step``); returns the mean loss, detached."""
         if self.lr_schedule is not None:
             lr = self.lr_schedule(self.step)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
-        loss = self._accumulate_gradients()
-        if self.grad_clip > 0:
-            self.last_grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+                set_lr(group, lr * group.get("lr_scale", 1.0))
+        batches = self.train_loader.get_micro_batches(self.grad_accum_steps, self.dist.rank, self.dist.world_size)
+        if self.graphed is not None:
+            loss = self.graphed(batches)
+        else:
+            loss = self._update(batches)
+            self.optimizer.zero_grad(set_to_none=True)
         self._pending_losses.append(loss)
         if len(self._pending_losses) >= LOSS_SYNC_STEPS:
             self.sync_losses()
         return loss
 
-    def _accumulate_gradients(self) -> torch.Tensor:
+    def _update(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Gradients of ``batches``, clipping and the optimizer step: what a CUDA graph records."""
+        loss = self._accumulate_gradients(batches)
+        if self.grad_clip > 0:
+            self.last_grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss
+
+    def _accumulate_gradients(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Forward and backward over this rank's micro-batches; returns their mean loss (detached)."""
-        batches = self.train_loader.get_micro_batches(self.grad_accum_steps, self.dist.rank, self.dist.world_size)
         total = torch.zeros((), device=self.device)
         for i, (x, y) in enumerate(batches):  # (B, T) each, already on the device
             # DDP all-reduces gradients inside backward(): only on the last micro-step.
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
             with sync:
-                with autocast(self.device, self.dtype):
+                with autocast(self.device, self.dtype, cache=self.graphed is None):
                     _, loss = self.model(x, y)
                 loss = loss / self.grad_accum_steps  # gradients of the mean over all micro-batches
                 loss.backward()
@@ -183,7 +202,7 @@ class Trainer:
         self.sync_losses()
         began = time.perf_counter()
         result = {"step": self.step, **self.evaluator.estimate(),
-                  "lr": self.optimizer.param_groups[0]["lr"], "time": time.time()}
+                  "lr": float(self.optimizer.param_groups[0]["lr"]), "time": time.time()}
         self.eval_seconds += time.perf_counter() - began
         self.metrics.append(result)
         self.last_eval_step = self.step
@@ -194,14 +213,53 @@ class Trainer:
             callback.on_eval(self, result)
         return result
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything to continue bit-for-bit: weights, optimizer, step, RNG states, metrics."""
+    def rehearse(self, steps: int) -> None:
+        """Take ``steps`` throwaway steps, then put the run back as it was: weights, optimizer state,
+        RNG and data order. Benchmarks call it so that compiling and recording a CUDA graph happen
+        before their clock starts (as modded-nanogpt's speedrun does). Tensors are restored in place,
+        so a recorded graph stays valid; no callback sees the throwaway steps."""
+        weights = {name: t.clone() for name, t in unwrap(self.model).state_dict().items()}
+        before = {key: t.clone() for key, t in self._optimizer_tensors().items()}
+        rng, losses_kept = self._rng_state(), len(self.train_losses)
+        for _ in range(steps):
+            self.train_step()
+        self._pending_losses.clear()
+        del self.train_losses[losses_kept:]
+        with torch.no_grad():
+            for name, t in unwrap(self.model).state_dict().items():
+                t.copy_(weights[name])
+            for key, t in self._optimizer_tensors().items():
+                if key in before:
+                    t.copy_(before[key])
+                else:  # state the throwaway steps created: zero moments and step count are a new optimizer's
+                    t.zero_()
+        self._set_rng_state(rng)
+
+    def _optimizer_tensors(self) -> dict[tuple[int, int, str], torch.Tensor]:
+        """Every tensor of the optimizer state (moments, momentum buffers, step counts), keyed stably."""
+        optimizers = getattr(self.optimizer, "optimizers", [self.optimizer])  # CombinedOptimizer holds several
+        return {(i, id(p), name): t for i, opt in enumerate(optimizers) for p, state in opt.state.items()
+                for name, t in state.items() if isinstance(t, torch.Tensor)}
+
+    def _rng_state(self) -> dict[str, torch.Tensor]:
         rng = {"torch": torch.get_rng_state(), "loader": self.train_loader.state_dict()["generator"]}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def _set_rng_state(self, rng: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        self.train_loader.load_state_dict({"generator": rng["loader"]})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to continue bit-for-bit: weights, optimizer, step, RNG states, metrics."""
+        rng = self._rng_state()
         if self.dist.world_size > 1:  # each rank's own dropout RNG (the loader's is the same on all)
             rng["ranks"] = self.dist.all_gather_object({k: rng[k] for k in ("torch", "cuda") if k in rng})
-        state = {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"model": unwrap(self.model).state_dict(),
+                 "optimizer": portable_optimizer_state(self.optimizer.state_dict()),
                  "step": self.step, "last_eval_step": self.last_eval_step, "rng": rng, "metrics": self.metrics,
                  "train_losses": self.train_losses}
         for callback in self.callbacks:  # e.g. weight averaging: "model" = averaged, "train_weights" = raw
@@ -217,9 +275,6 @@ class Trainer:
         rng = ckpt["rng"]
         if len(rng.get("ranks", [])) == self.dist.world_size:  # same job shape: each rank its own state
             rng = {**rng, **rng["ranks"][self.dist.rank]}
-        torch.set_rng_state(rng["torch"].cpu())
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
-        self.train_loader.load_state_dict({"generator": ckpt["rng"]["loader"]})
+        self._set_rng_state(rng)
         for callback in self.callbacks:
             callback.load_state_dict(self, ckpt)
