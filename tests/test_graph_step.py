@@ -32,13 +32,15 @@ def test_learning_rates_in_tensors_train_like_floats(small_text):
     torch.testing.assert_close(torch.tensor(tensors), torch.tensor(floats), rtol=1e-4, atol=1e-4)
 
 
-def test_checkpoints_keep_float_learning_rates(small_text, tmp_path):
-    cfg = load_config(overrides=MUON + [f"data={small_text}"])
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_checkpoints_keep_float_learning_rates(small_text, optimizer):
+    cfg = load_config(overrides=MUON + [f"data={small_text}", f"optimizer={optimizer}"])
     trainer = build_trainer(cfg, prepare_corpus(cfg), None, progress=False, log=lambda _: None)
     use_device_lrs(trainer.optimizer, trainer.device)
     trainer.run_steps(2)
     saved = trainer.state_dict()["optimizer"]
-    groups = [g for opt in saved["optimizers"] for g in opt["param_groups"]]
+    groups = [g for opt in saved.get("optimizers", [saved]) for g in opt["param_groups"]]
+    assert isinstance(trainer.optimizer.param_groups[0]["lr"], torch.Tensor)  # the live groups keep their tensors
     assert all(type(g["lr"]) is float and not g.get("capturable", False) for g in groups)
     assert portable_optimizer_state(saved) == saved  # already portable: nothing left to change
 
