@@ -159,6 +159,7 @@ def test_prepare_smoke_prints_every_section(shakespeare):
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # two cold compiles with inductor's worker pool fill both cores: not beside timing tests
 def test_compile_time_compares_both_ways_of_compiling_at_the_same_loss(tmp_path):
     out = run_script("compile_time.py", "--steps", "2", *[arg for item in TINY + ["dropout=0.0"]
                                                               for arg in ("--set", item)])
