@@ -53,7 +53,7 @@ def child(preset: str, seed: int, overrides: list[str], members: int = 1) -> Non
     corpus = prepare_corpus(cfg)
     trainer = build_trainer(cfg, corpus, None, progress=False, log=lambda _: None)
     ready = time.perf_counter()
-    if cfg.train.compile or cfg.train.cuda_graph:  # compile and record on throwaway steps, before the clock
+    if cfg.train.compile or trainer.graphed is not None:  # compile and record on throwaway steps, before the clock
         trainer.rehearse(REHEARSAL_STEPS)
     start = time.perf_counter()
     trainer.train()
@@ -63,7 +63,8 @@ def child(preset: str, seed: int, overrides: list[str], members: int = 1) -> Non
               "score_s": time.perf_counter() - trained}
     print(json.dumps({"seed": seed, "steps": trainer.step, "tokens": trainer.step * trainer.tokens_per_step,
                       "train_s": trained - start - trainer.eval_seconds,  # evaluations are not training
-                      "val_loss": val_loss, "phases": phases}))
+                      "val_loss": val_loss, "phases": phases,
+                      "graph_replayed": trainer.graphed is not None and trainer.graphed.graph is not None}))
 
 
 def ensemble_child(preset: str, seed: int, overrides: list[str], members: int) -> dict:
@@ -156,7 +157,8 @@ def main(argv=None) -> None:
         if "phases" in row:  # where the wall time went; "outside" is the interpreter's start and the imports
             inside = sum(row["phases"].values()) + row["train_s"]
             parts = ", ".join(f"{name[:-2]} {value:.1f} s" for name, value in row["phases"].items())
-            print(f"seed {row['seed']}: {parts}, train {row['train_s']:.1f} s, outside {row['wall_s'] - inside:.1f} s")
+            graph = "; steps replayed as a CUDA graph" if row["graph_replayed"] else ""
+            print(f"seed {row['seed']}: {parts}, train {row['train_s']:.1f} s, outside {row['wall_s'] - inside:.1f} s{graph}")
         if "member_losses" in row:
             print(f"members of seed {row['seed']}: full val loss {' / '.join(f'{x:.4f}' for x in row['member_losses'])}")
     print(f"at the end: {speed_and_load()}")
