@@ -2,13 +2,15 @@
 rates held in device tensors train exactly like floats, a checkpoint keeps plain floats, and without a
 GPU the option is ignored with one line. The recording itself is checked where CUDA is available."""
 
+import contextlib
+
 import pytest
 import torch
 
 from conftest import TINY
 from tinylm.config import load_config
 from tinylm.errors import ConfigError
-from tinylm.training.graph_step import portable_optimizer_state, use_device_lrs
+from tinylm.training.graph_step import GraphedStep, portable_optimizer_state, use_device_lrs
 from tinylm.training.run import build_trainer, prepare_corpus, train_run
 
 MUON = TINY + ["max_iters=12", "eval_interval=100", "optimizer=muon", "learning_rate=1e-2", "muon_lr=0.02",
@@ -89,3 +91,35 @@ def test_a_rehearsed_run_equals_one_that_was_not(small_text, optimizer):
     (plain_losses, plain_weights), (losses, weights) = runs
     assert losses == plain_losses and len(losses) == 8
     assert all(torch.equal(weights[name], plain_weights[name]) for name in plain_weights)
+
+
+class _NoStream:
+    """Stands in for a CUDA stream on the CPU: ordering is already sequential there."""
+
+    def __init__(self, *args, **kwargs): ...
+
+    def wait_stream(self, other) -> None: ...
+
+
+def test_a_failed_recording_says_why_in_one_line_and_trains_on(small_text, monkeypatch):
+    """Recording can fail on a GPU (an op that syncs the host, say). Simulated on the CPU: the step
+    falls back to eager steps with one line, and the run still trains as an eager run does."""
+    def refuse_to_record(graph):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(torch.cuda, "Stream", _NoStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _NoStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", object)
+    monkeypatch.setattr(torch.cuda, "graph", refuse_to_record)
+    cfg = load_config(overrides=MUON + [f"data={small_text}", "device=cpu"])
+    said = []
+    trainer = build_trainer(cfg, prepare_corpus(cfg), None, progress=False, log=said.append)
+    trainer.graphed = GraphedStep(trainer._update, trainer.optimizer, trainer.device, said.append)
+    trainer.run_steps(cfg.train.max_iters)
+    trainer.sync_losses()
+    assert said == ["cuda_graph: recording the training step failed (operation not permitted when stream is "
+                    "capturing); training on without a graph"]
+    assert trainer.graphed.failed and trainer.graphed.graph is None and trainer.graphed.eager_steps == 12
+    torch.testing.assert_close(torch.tensor(trainer.train_losses), torch.tensor(trained_losses(cfg, False)),
+                               rtol=1e-4, atol=1e-4)
