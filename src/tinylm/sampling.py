@@ -114,7 +114,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 
 
 def supports_cache(model: torch.nn.Module) -> bool:
-    return hasattr(model, "new_kv_cache")
+    """A model with ``new_kv_cache``, unless it says otherwise (an ensemble with a bigram member)."""
+    return hasattr(model, "new_kv_cache") and getattr(model, "supports_cache", True)
 
 
 def next_logits(model: torch.nn.Module, idx: torch.Tensor, cache=None,

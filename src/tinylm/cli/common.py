@@ -1,4 +1,5 @@
-"""What several commands share: the options that make a RunConfig, and their reading."""
+"""What several commands share: the options that make a RunConfig, and their reading; the model of
+``--run DIR`` or of ``--ensemble DIR DIR ...``."""
 
 from __future__ import annotations
 
@@ -27,3 +28,34 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, list[str]]:
         if getattr(args, key, None) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
     return load_config(args.preset, args.config, args.config_json, overrides), overrides
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, action: str) -> None:
+    """``--run DIR`` or ``--ensemble DIR DIR ...`` (required, one of them); ``action`` ends the help text."""
+    runs = parser.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--run", metavar="DIR")
+    runs.add_argument("--ensemble", nargs="+", metavar="DIR",
+                      help=f"{action} the mean of these runs' next-token probabilities (same tokenizer)")
+
+
+def load_model(args: argparse.Namespace, device):
+    """(model in eval mode, tokenizer, RunConfig, checkpoint) of ``--run``, or of the ``--ensemble``."""
+    from tinylm.training.rundir import load_run
+
+    return load_ensemble(args.ensemble, device) if args.ensemble else load_run(args.run, device)
+
+
+def load_ensemble(run_dirs: list[str], device):
+    """(Ensemble of the runs' models, tokenizer, the first run's config, a checkpoint-like summary)."""
+    from tinylm.errors import TinyLMError
+    from tinylm.model.ensemble import Ensemble
+    from tinylm.training.rundir import load_run
+
+    loaded = [load_run(run_dir, device) for run_dir in run_dirs]
+    tokenizer = loaded[0][1]
+    for run_dir, (_, other, _, _) in zip(run_dirs, loaded):
+        if other.to_dict() != tokenizer.to_dict():
+            raise TinyLMError(f"run {run_dir} uses another tokenizer than {run_dirs[0]}; "
+                              "an ensemble needs runs trained on the same text")
+    steps = "+".join(str(ckpt["step"]) for _, _, _, ckpt in loaded)
+    return Ensemble([m for m, _, _, _ in loaded]).eval(), tokenizer, loaded[0][2], {"step": steps}

@@ -3,9 +3,11 @@
     tinylm compress --run runs/cpu-speedrun val.txt              # writes val.txt.tlm
     tinylm compress --run runs/cpu-speedrun val.txt --adapt      # dynamic evaluation: SGD while coding
     tinylm decompress --run runs/cpu-speedrun val.txt.tlm -o val.out.txt
+    tinylm compress --ensemble runs/a runs/b val.txt             # the mean of two runs' probabilities
 
-Decompressing needs the same run (its weights' fingerprint is in the header) and the same kind of
-CPU; another model, a damaged file or a mismatching result is one error line, and nothing is written.
+Decompressing needs the same run, or the same runs in the same order (the weights' fingerprint is in
+the header), and the same kind of CPU; another model, a damaged file or a mismatching result is one
+error line, and nothing is written.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
+from tinylm.cli.common import add_model_arguments, load_model
 from tinylm.errors import TinyLMError
 
 SUFFIX = ".tlm"
@@ -23,7 +26,7 @@ def register(subparsers) -> None:
     comp = subparsers.add_parser("compress", help="compress a file with a run's model (arithmetic coding)",
                                  description="Code FILE with the model's next-character probabilities.")
     comp.add_argument("file", metavar="FILE")
-    comp.add_argument("--run", required=True, metavar="DIR")
+    add_model_arguments(comp, "code with")
     comp.add_argument("-o", "--output", metavar="FILE", help=f"default: FILE{SUFFIX}")
     comp.add_argument("--segment", type=int, default=4096, metavar="N",
                       help="characters per segment; segments are coded side by side (default 4096)")
@@ -37,7 +40,7 @@ def register(subparsers) -> None:
     dec = subparsers.add_parser("decompress", help="restore a file made by `tinylm compress`",
                                 description="Decode FILE.tlm with the run that compressed it.")
     dec.add_argument("file", metavar="FILE.tlm")
-    dec.add_argument("--run", required=True, metavar="DIR")
+    add_model_arguments(dec, "decode with")
     dec.add_argument("-o", "--output", metavar="FILE", help=f"default: FILE without {SUFFIX}")
     _add_common(dec)
     dec.set_defaults(handler=cmd_decompress)
@@ -78,13 +81,12 @@ def _adapt_from(args: argparse.Namespace, block_size: int):
 def cmd_compress(args: argparse.Namespace) -> int:
     from tinylm.atomic import atomic_write
     from tinylm.compress import compress_bytes
-    from tinylm.training.rundir import load_run
 
     if args.segment < 1:
         raise TinyLMError(f"--segment must be >= 1, got {args.segment}")
     data = _read(args.file)
     out = _output(args, Path(args.file + SUFFIX))
-    model, tokenizer, _, _ = load_run(args.run, "cpu")
+    model, tokenizer, _, _ = load_model(args, "cpu")
     start = time.perf_counter()
     blob = compress_bytes(data, model, tokenizer, args.segment, _adapt_from(args, model.block_size),
                           progress=not args.no_progress)
@@ -99,11 +101,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_decompress(args: argparse.Namespace) -> int:
     from tinylm.atomic import atomic_write
     from tinylm.compress import decompress_bytes
-    from tinylm.training.rundir import load_run
 
     blob = _read(args.file)
     out = _output(args, Path(args.file[:-len(SUFFIX)]) if args.file.endswith(SUFFIX) else None)
-    model, tokenizer, _, _ = load_run(args.run, "cpu")
+    model, tokenizer, _, _ = load_model(args, "cpu")
     start = time.perf_counter()
     data = decompress_bytes(blob, model, tokenizer, progress=not args.no_progress)
     seconds = time.perf_counter() - start

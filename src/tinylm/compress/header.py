@@ -42,10 +42,16 @@ def digest(data: bytes) -> bytes:
 
 
 def model_fingerprint(model: torch.nn.Module, tokenizer) -> bytes:
-    """First 16 bytes of sha256 over the model config, the tokenizer and every weight (name, dtype, shape, bytes)."""
+    """First 16 bytes of sha256 over the model config, the tokenizer and every weight (name, dtype, shape, bytes).
+
+    An ensemble's config is the list of its members' configs, in order."""
     h = hashlib.sha256()
-    config = getattr(model, "config", None)
-    h.update(json.dumps(getattr(config, "__dict__", {}), sort_keys=True, default=str).encode())
+    members = getattr(model, "members", None)
+    if members is not None:
+        config = [getattr(getattr(m, "config", None), "__dict__", {}) for m in members]
+    else:
+        config = getattr(getattr(model, "config", None), "__dict__", {})
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
     h.update(json.dumps(tokenizer.to_dict(), sort_keys=True, ensure_ascii=False).encode())
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().to("cpu").contiguous()
