@@ -14,14 +14,16 @@ Sections, in this order, each a markdown table with the date and the card's name
    training: each member's exact full-val loss and that of the ensemble so far (benchmarks/ensemble.py).
    If the 9-minute budget has less left (RESERVE_S is kept for what follows), fewer members run.
 3. training speed: ``nanogpt-char`` ms/iter, tokens/s and MFU for tinylm eager (fp32), fast (bf16 +
-   torch.compile) and on a GPU fast with the step as a CUDA graph, and, with ``--nanogpt DIR``, nanoGPT's own model and loop in the same process,
-   interleaved in chunks (benchmarks/speed.py; nanoGPT steps as its train.py does on CUDA).
+   torch.compile), on a GPU fast with the step as a CUDA graph too, and, with ``--nanogpt DIR``,
+   nanoGPT's own model and loop in the same process, interleaved in chunks (benchmarks/speed.py;
+   nanoGPT steps as its train.py does on CUDA).
 4. sampling: tokens/s of ``generate()`` at batch 1 and 16, 1000 new tokens, with and without the
    key/value cache, rope and learned positions (the rows of benchmarks/generate.py), eager.
 
-``--sections speedrun,speed`` runs only those sections. The tables go to stdout and, written atomically, to ``--out``. ``--smoke`` runs every section with
-tiny models, a few steps and a few tokens on whatever device it finds (the test suite runs it on
-the CPU), so the command works the first time a GPU is there.
+``--sections speedrun,speed`` runs only those sections. The tables go to stdout and, written
+atomically, to ``--out``. ``--smoke`` runs every section with tiny models, a few steps and a few
+tokens on whatever device it finds (the test suite runs it on the CPU), so the command works the
+first time a GPU is there.
 """
 
 from __future__ import annotations

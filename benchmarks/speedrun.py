@@ -16,10 +16,11 @@ its loss is their ensemble's.
 Each seed runs in a fresh Python process, so "wall s" counts everything from the interpreter's start
 to the final score: imports, reading the corpus, compiling, evaluations and the final exact val loss
 over every token of the validation split. "train s" is the time inside the training loop minus the
-periodic evaluations; a run that compiles or records a CUDA graph first takes REHEARSAL_STEPS throwaway
-steps that ``Trainer.rehearse`` undoes, outside "train s" (as modded-nanogpt times its speedrun) but inside
-"wall s". After the table, each seed's wall time is split into its phases. "cpu s" is the child's user+system CPU time: on a shared, loaded machine it shows
-what the run costs when wall time is inflated by other processes.
+periodic evaluations; a run that compiles or records a CUDA graph first takes REHEARSAL_STEPS
+throwaway steps that ``Trainer.rehearse`` undoes, outside "train s" (as modded-nanogpt times its
+speedrun) but inside "wall s". After the table, each seed's wall time is split into its phases.
+"cpu s" is the child's user+system CPU time: on a shared, loaded machine it shows what the run costs
+when wall time is inflated by other processes.
 """
 
 from __future__ import annotations
