@@ -53,6 +53,18 @@ def test_stream_prints_the_same_sample_as_the_batch_path(run_dir, cli_main):
     assert streamed.stdout.startswith("the ") and len(streamed.stdout) == 4 + 40 + 1
 
 
+def test_an_ensemble_of_a_run_with_itself_samples_what_the_run_does(run_dir, cli_main):
+    """The mean of two equal distributions is that distribution: greedy text past block_size (16) is
+    the run's own, through the ensemble's key/value caches. --compile compiles one model's step only."""
+    args = ("sample", "--prompt", "the ", "--max-new-tokens", "60", "--temperature", "0", "--device", "cpu")
+    alone, twice = cli_main(*args, "--run", run_dir), cli_main(*args, "--ensemble", run_dir, run_dir)
+    assert alone.returncode == 0 and twice.returncode == 0, alone.stderr + twice.stderr
+    assert twice.stdout == alone.stdout and len(alone.stdout) == 4 + 60 + 1
+    refused = cli_main(*args, "--ensemble", run_dir, run_dir, "--compile")
+    assert refused.returncode == 2 and "--ensemble without --compile" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_compiled_steps_print_the_same_samples(run_dir, cli_main):
     args = ("sample", "--run", run_dir, "--prompt", "the ", "--max-new-tokens", "60", "--seed", "5", "--device", "cpu")

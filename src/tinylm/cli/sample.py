@@ -4,6 +4,7 @@
     tinylm sample --run runs/a1 --prompt-file scene.txt --num-samples 4 --seed 7
     tinylm sample --run runs/a1 -i          # type a prompt, watch it continue; /temp 0.8, /quit
     tinylm sample --run runs/a1 --compile   # compile the one-token step first: faster long samples
+    tinylm sample --ensemble runs/a runs/b  # sample the mean of two runs' probabilities
 
 ``--num-samples N`` draws all N samples as one batch. ``--stop STRING`` ends a sample right after
 the first STRING it generates (STRING is printed). Interactive commands are listed by ``/help``.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from tinylm.cli.common import add_model_arguments, load_model
 from tinylm.errors import TinyLMError
 from tinylm.sampling import SamplingOptions, check_num_samples, check_seed, sample_texts, stream_text
 
@@ -25,7 +27,7 @@ HELP = ("type a prompt and press Enter to continue it (an empty line starts from
 
 def register(subparsers) -> None:
     sample = subparsers.add_parser("sample", help="generate text from a trained run", description="Generate text.")
-    sample.add_argument("--run", required=True, metavar="DIR", help="a run directory with a checkpoint")
+    add_model_arguments(sample, "sample from")
     sample.add_argument("--prompt", default="", help="text to continue (default: empty context)")
     sample.add_argument("--max-new-tokens", type=int, default=500, metavar="N")
     sample.add_argument("--temperature", type=float, default=1.0, metavar="T", help="0 means greedy")
@@ -59,7 +61,6 @@ def read_prompt(args: argparse.Namespace) -> str:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from tinylm.device import resolve_device
-    from tinylm.training.rundir import load_run
 
     sampling = SamplingOptions(args.max_new_tokens, args.temperature, args.top_k, args.top_p).validate()
     check_num_samples(args.num_samples)
@@ -68,8 +69,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise TinyLMError("--stop needs a non-empty STRING")
     if args.stream and args.num_samples > 1:
         raise TinyLMError("--stream shows one sample as it is produced; drop --num-samples or --stream")
+    if args.ensemble and args.compile:
+        raise TinyLMError("--compile compiles one model's step; sample an --ensemble without --compile")
     prompt = read_prompt(args)
-    model, tokenizer, _, _ = load_run(args.run, resolve_device(args.device))
+    model, tokenizer, _, _ = load_model(args, resolve_device(args.device))
     tokenizer.encode(prompt)  # unseen characters fail here, before anything is printed
     torch.manual_seed(args.seed)
     if args.interactive:
