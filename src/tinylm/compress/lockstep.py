@@ -1,10 +1,11 @@
 """The model's side of coding, shared by encoder and decoder so both run the very same computation.
 
-    ls = Lockstep(model, n_rows=B, adapt=Adapt(steps=2, every=64, lr=0.05))
-    for t in range(steps):
-        counts = ls.counts()            # (B, V + 1) integer frequencies of each row's next symbol
-        ...code or decode one symbol per active row...
-        ls.advance(tokens, n_active)    # (B,) the token ids just coded (0 stands in for an escape)
+    with eval_mode(model):                # the whole loop runs in eval mode (no dropout)
+        ls = Lockstep(model, n_rows=B, n_steps=L, adapt=Adapt(steps=2, every=64, lr=0.05))
+        for t in range(L):
+            counts = ls.counts()        # (B, V + 1) integer frequencies of each row's next symbol
+            ...code or decode one symbol per active row...
+            ls.advance(tokens, n_active)  # (B,) the token ids just coded (0 stands in for an escape)
 
 The file is cut into B rows (segments) coded side by side: one forward call per step advances every
 row by one character through the key/value cache (``tinylm.sampling.next_logits`` slides the window;
@@ -27,7 +28,6 @@ import torch
 from torch.nn import functional as F
 
 from tinylm.compress.symbols import quantize
-from tinylm.model import eval_mode
 from tinylm.sampling import next_logits, supports_cache
 
 
@@ -59,8 +59,7 @@ class Lockstep:
     @torch.no_grad()
     def counts(self) -> torch.Tensor:
         """(B, V + 1) frequencies of every row's next symbol, given the t tokens coded so far."""
-        with eval_mode(self.model):
-            logits = next_logits(self.model, self.idx[:, :self.t + 1], self.cache)  # (B, V)
+        logits = next_logits(self.model, self.idx[:, :self.t + 1], self.cache)  # (B, V)
         probs = F.softmax(logits.float(), dim=-1)  # (B, V)
         broken = ~probs.isfinite().all(dim=-1, keepdim=True)  # (B, 1): weights --adapt drove to inf/nan
         self.probs = torch.where(broken, 1.0 / probs.size(-1), probs)  # such a row codes with a uniform table
@@ -79,7 +78,7 @@ class Lockstep:
         window = self.idx[:n_active, max(0, self.t + 1 - (self.model.block_size + 1)):self.t + 1]
         x, y = window[:, :-1], window[:, 1:]  # (B_a, W - 1) each
         params = [p for p in self.model.parameters() if p.requires_grad]
-        with eval_mode(self.model), torch.enable_grad():
+        with torch.enable_grad():
             for _ in range(self.adapt.steps):
                 _, loss = self.model(x, y)
                 grads = torch.autograd.grad(loss, params)
