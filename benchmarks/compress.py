@@ -60,14 +60,17 @@ def classic_rows(text: bytes, train: bytes, n_chars: int) -> list[tuple]:
 
 def tinylm_rows(text: bytes, model, tokenizer, args) -> list[tuple]:
     from tinylm.compress import Adapt, compress_bytes, decompress_bytes
+    from tinylm.compress.header import VERSION
 
     rows = []
-    variants = [("tinylm", None), (f"tinylm --adapt (lr {args.adapt_lr:g}, {args.adapt_steps} step/{model.block_size})",
-                                   Adapt(args.adapt_steps, model.block_size, args.adapt_lr))]
+    adapt_name = f"tinylm --adapt (lr {args.adapt_lr:g}, {args.adapt_steps} step/{model.block_size})"
+    variants = [("tinylm", None, VERSION), (adapt_name, Adapt(args.adapt_steps, model.block_size, args.adapt_lr), VERSION)]
+    if args.format_1:
+        variants.insert(1, ("tinylm, format 1 (a rope cache rolled at every character)", None, 1))
     n_chars = len(text.decode("utf-8", errors="surrogateescape"))
-    for name, adapt in variants:
+    for name, adapt, version in variants:
         start, cost = time.perf_counter(), {}
-        blob = compress_bytes(text, model, tokenizer, args.segment, adapt, cost=cost)
+        blob = compress_bytes(text, model, tokenizer, args.segment, adapt, cost=cost, version=version)
         encode = len(text) / 1024 / (time.perf_counter() - start)
         start = time.perf_counter()
         assert decompress_bytes(blob, model, tokenizer) == text, "round trip failed"
@@ -116,6 +119,8 @@ def main(argv=None) -> None:
     p.add_argument("--adapt-lr", type=float, default=0.1)
     p.add_argument("--adapt-steps", type=int, default=1)
     p.add_argument("--no-classic", action="store_true")
+    p.add_argument("--format-1", action="store_true",
+                   help="also code with format 1 (before 2026-11-26), which rolled a rope cache at every character")
     args = p.parse_args(argv)
 
     import torch

@@ -104,9 +104,9 @@ def test_compress_trains_then_prints_both_tables(small_text, tmp_path):
             for arg in ("--set", item)]
     second = tmp_path / "second.txt"
     second.write_text("Not Shakespeare: λ ☃ and some code = [1, 2].\n" * 5, encoding="utf-8")
-    out = run_script("compress.py", "--out", str(tmp_path / "run"), *sets, "--second", str(second))
+    out = run_script("compress.py", "--out", str(tmp_path / "run"), *sets, "--second", str(second), "--format-1")
     assert "| tinylm |" in out and "| model's exact val loss |" in out and "second.txt" in out
-    assert out.count("| tinylm --adapt") == 2
+    assert out.count("| tinylm --adapt") == 2 and out.count("| tinylm, format 1") == 2
 @pytest.mark.slow
 def test_gpu_report_smoke_runs_every_section_and_writes_the_report(shakespeare, tmp_path):
     (tmp_path / "model.py").write_text(NANOGPT_STAND_IN)

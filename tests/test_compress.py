@@ -128,6 +128,20 @@ def test_cli_round_trip_and_refusals(runs, tmp_path, capsys):
     refused(tmp_path / "short.tlm", runs[0], "damaged")
 
 
+def test_both_formats_round_trip_and_each_file_names_its_own(loaded):
+    """Format 2 rolls a rope model's cache lazily, format 1 at every character (other floats, about
+    the same size); this tinylm writes either and reads both."""
+    model, tokenizer = loaded
+    data = CASES["text"]  # rows of 300 characters through a 16-character window: ~280 slides per row
+    files = {version: compress_bytes(data, model, tokenizer, segment=300, version=version) for version in (1, 2)}
+    for version, blob in files.items():
+        assert Header.unpack(blob)[0].version == version
+        assert decompress_bytes(blob, model, tokenizer) == data
+    assert abs(len(files[1]) - len(files[2])) <= 8
+    with pytest.raises(ValueError, match="format version 3"):
+        compress_bytes(data, model, tokenizer, version=3)
+
+
 def test_cli_will_not_overwrite(runs, tmp_path, capsys):
     src = tmp_path / "in.txt"
     src.write_text("the fox", encoding="utf-8")

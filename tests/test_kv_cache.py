@@ -5,6 +5,7 @@ import torch
 
 from conftest import tiny_gpt as tiny
 from tinylm import SimpleBigramLanguageModel
+from tinylm.model.static_decode import CompiledDecoder
 from tinylm.sampling import generate, next_logits
 
 PROMPT = torch.tensor([[5, 9, 14], [20, 1, 33]])
@@ -62,6 +63,25 @@ def test_rope_cache_is_exact_within_block_and_rolls_beyond():
     layer = cache.layers[0]
     torch.testing.assert_close(layer.k[:, :, :16], fresh_k, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(layer.v[:, :, :16], fresh_v, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_a_lazily_rolled_rope_cache_gives_the_eagerly_rolled_logits():
+    """slack=16: a slide only moves the window's start; the keys move (and rotate back) once per 17
+    slides. Attention sees the same relative positions, so the logits agree up to float rounding."""
+    model = tiny(rope=True, qk_norm=True)  # block_size 16
+    idx = torch.randint(0, 65, (2, 90))
+    eager, lazy = model.new_kv_cache(2), model.new_kv_cache(2, slack=16)
+    offsets = []
+    for n in range(1, 91):
+        expected = next_logits(model, idx[:, :n], eager)  # (2, V)
+        torch.testing.assert_close(next_logits(model, idx[:, :n], lazy), expected, rtol=1e-4, atol=1e-5)
+        offsets.append(lazy.layers[0].offset)
+    assert max(offsets) == 16 and offsets[40:].count(0) >= 2  # the window moved to the front, more than once
+    assert (lazy.start, lazy.length) == (eager.start, eager.length) == (74, 16)
+    assert tiny().new_kv_cache(1, slack=16).slack == 0  # learned positions: the cache refills, no slack
+    with pytest.raises(ValueError, match="without slack"):
+        CompiledDecoder(model, lazy)
 
 
 def test_bigram_model_generates_without_a_cache():

@@ -23,6 +23,8 @@ from tqdm import tqdm
 
 from tinylm.compress.header import (
     MODE_STORED,
+    READABLE_VERSIONS,
+    VERSION,
     CompressError,
     Header,
     digest,
@@ -66,22 +68,28 @@ def _session(model: torch.nn.Module, header: Header, rows: int, length: int) -> 
     if adapt.steps:
         model = copy.deepcopy(model)  # the SGD steps change the weights; leave the caller's model alone
     with fixed_threads(1), eval_mode(model):
-        yield Lockstep(model, rows, length, adapt)
+        yield Lockstep(model, rows, length, adapt, lazy_roll=header.version >= 2)
 
 
 def compress_bytes(data: bytes, model: torch.nn.Module, tokenizer, segment: int = 4096,
-                   adapt: Adapt | None = None, progress: bool = False, cost: dict | None = None) -> bytes:
+                   adapt: Adapt | None = None, progress: bool = False, cost: dict | None = None,
+                   version: int = VERSION) -> bytes:
     """The .tlm file of ``data``: header + range-coded symbols (or + ``data`` itself if that is smaller).
+
+    ``version``: 1 writes the format tinylm wrote before 2026-11-26 (rope caches rolled at every
+    character: slower), for a reader with that tinylm.
 
     ``cost``: a dict that gets the ideal code lengths, in bits, of what was coded: ``model_bits`` under
     the model's float probabilities, ``table_bits`` under the integer tables handed to the coder. The
     payload's size minus them is the cost of quantizing and of the range coder.
     """
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"format version {version}: this tinylm writes {READABLE_VERSIONS}")
     chars, symbols = to_symbols(data, tokenizer)
     rows, length = layout(len(symbols), segment)
     adapt = adapt or Adapt()
     header = Header(model_fingerprint(model, tokenizer), len(data), len(symbols), length, digest(data),
-                    adapt_steps=adapt.steps, adapt_every=adapt.every, adapt_lr=float32(adapt.lr))
+                    adapt_steps=adapt.steps, adapt_every=adapt.every, adapt_lr=float32(adapt.lr), version=version)
     grid = np.full(rows * length, -1, dtype=np.int64)  # (rows * length,), -1 past the end of the file
     grid[:len(symbols)] = symbols
     grid = grid.reshape(rows, length)  # (R, L): row r is segment r

@@ -24,7 +24,10 @@ import torch
 from tinylm.errors import TinyLMError
 
 MAGIC = b"TLMZ"
-VERSION = 1
+# Format 2 codes rope models with a lazily rolled key/value cache (tinylm.model.kv_cache), which
+# gives other floats, so other bits, than format 1's roll at every character. Both are read.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MODE_CODED, MODE_STORED = 0, 1
 TOKENIZER_CHAR = 0
 _LAYOUT = struct.Struct("<4sBBBB16sQQIHHf16s")
@@ -89,8 +92,9 @@ class Header:
         body, (crc,) = blob[:_LAYOUT.size], _CRC.unpack_from(blob, _LAYOUT.size)
         (_, version, mode, kind, _, model_id, n_bytes, n_symbols, segment, adapt_steps, adapt_every, adapt_lr,
          checksum) = _LAYOUT.unpack(body)
-        if version != VERSION:
-            raise CompressError(f"format version {version} is not supported (this tinylm reads {VERSION}); "
+        if version not in READABLE_VERSIONS:
+            readable = " and ".join(map(str, READABLE_VERSIONS))
+            raise CompressError(f"format version {version} is not supported (this tinylm reads {readable}); "
                                 "decompress it with the tinylm that wrote it")
         if zlib.crc32(body) != crc:
             raise CompressError("the file is damaged (header checksum mismatch)")

@@ -9,8 +9,9 @@
 
 The file is cut into B rows (segments) coded side by side: one forward call per step advances every
 row by one character through the key/value cache (``tinylm.sampling.next_logits`` slides the window;
-rope models roll it). Rows that have ended keep running with a stand-in token, so the batch shape,
-and with it every float, is the same for the encoder and the decoder. Everything runs on the CPU in
+rope models roll it lazily, or at every character with ``lazy_roll=False``, as format 1 files were
+coded). Rows that have ended keep running with a stand-in token, so the batch shape, and with it
+every float, is the same for the encoder and the decoder. Everything runs on the CPU in
 fp32 with one torch thread (see ``fixed_threads``): the same inputs in the same order give the same bits.
 
 ``--adapt`` (dynamic evaluation): every ``every`` steps the model takes ``steps`` plain SGD steps on
@@ -50,11 +51,14 @@ def fixed_threads(n: int = 1) -> Iterator[None]:
 
 
 class Lockstep:
-    def __init__(self, model: torch.nn.Module, n_rows: int, n_steps: int, adapt: Adapt | None = None):
+    def __init__(self, model: torch.nn.Module, n_rows: int, n_steps: int, adapt: Adapt | None = None,
+                 lazy_roll: bool = True):
         self.model, self.adapt = model, adapt or Adapt()
         self.idx = torch.zeros((n_rows, n_steps + 1), dtype=torch.long)  # (B, 1 + steps); column 0: empty context
         self.t = 0  # tokens coded per row so far
-        self.cache = model.new_kv_cache(n_rows) if supports_cache(model) else None
+        # A rope cache rolls once per block_size characters (format 2), or at every one (format 1).
+        slack = model.block_size if lazy_roll else 0
+        self.cache = model.new_kv_cache(n_rows, slack=slack) if supports_cache(model) else None
 
     @torch.no_grad()
     def counts(self) -> torch.Tensor:

@@ -37,8 +37,8 @@ class Ensemble(nn.Module):
         """Whether every member has a key/value cache (a bigram table has none)."""
         return all(hasattr(m, "new_kv_cache") for m in self.members)
 
-    def new_kv_cache(self, batch_size: int, weight_copies: bool = True) -> EnsembleCache:
-        return EnsembleCache([m.new_kv_cache(batch_size, weight_copies) for m in self.members])
+    def new_kv_cache(self, batch_size: int, weight_copies: bool = True, slack: int = 0) -> EnsembleCache:
+        return EnsembleCache([m.new_kv_cache(batch_size, weight_copies, slack) for m in self.members])
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: EnsembleCache | None = None):
         """idx (B, T) -> log mean probability (B, T, V) and, with targets, the mean cross-entropy.

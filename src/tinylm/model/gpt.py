@@ -79,7 +79,7 @@ class CausalSelfAttention(nn.Module):
         if self.qk_norm:
             qk = rms_norm(qk)
         if self.rotary is not None:
-            qk = self.rotary(qk, cache.length)
+            qk = cache.rotate(qk, self.rotary)
         y = cache.attend(qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2])  # (B, H, T, hs)
         return cache.linear(self.proj, y.transpose(1, 2).reshape(B, T, C))
 
@@ -231,14 +231,15 @@ class GPT(nn.Module):
             x = block(x, layer_cache)  # (B, T, C)
         return layers[0].linear(self.head, self.ln_f(x))  # (B, T, V)
 
-    def new_kv_cache(self, batch_size: int, weight_copies: bool = True) -> KVCache:
+    def new_kv_cache(self, batch_size: int, weight_copies: bool = True, slack: int = 0) -> KVCache:
         """An empty key/value cache for ``batch_size`` sequences of up to block_size positions.
 
         On the CPU, eager one-row products run faster against (in, out) copies of the weights
         (kv_cache.py); ``weight_copies=False`` skips making them (compiled steps read the weights as they are).
+        ``slack`` > 0: a rope cache rolls lazily, moving its keys once per ~slack slides (kv_cache.py).
         """
         cfg, weight = self.config, self.head.weight
         rotary = self.blocks[0].attn.rotary  # every layer has the same table; None without rope
         weights_t = transposed_weights(self) if weight_copies and weight.device.type == "cpu" else None
         return KVCache(cfg.n_layer, batch_size, cfg.n_heads, self.block_size, cfg.n_embed // cfg.n_heads,
-                       weight.device, weight.dtype, rotary=rotary, weights_t=weights_t)
+                       weight.device, weight.dtype, rotary=rotary, weights_t=weights_t, slack=slack)

@@ -43,10 +43,15 @@ class Rotary(nn.Module):
         super().__init__()
         if head_size % 2:
             raise ValueError(f"rotary embeddings need an even head size, got {head_size}")
+        self.base = base
         angles = rotary_angles(head_size, max_positions, base)  # (P, hs/2)
         cos, sin = angles.cos(), angles.sin()
         self.register_buffer("cos", torch.cat((cos, cos), dim=-1), persistent=False)  # (P, hs)
         self.register_buffer("sin", torch.cat((-sin, sin), dim=-1), persistent=False)  # (P, hs)
+
+    def extended(self, max_positions: int) -> Rotary:
+        """The same rotation for ``max_positions`` positions, on the same device."""
+        return Rotary(self.cos.size(-1), max_positions, self.base).to(self.cos.device)
 
     def forward(self, x: torch.Tensor, start_pos: int | torch.Tensor = 0) -> torch.Tensor:
         T = x.size(-2)

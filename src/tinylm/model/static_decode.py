@@ -57,6 +57,10 @@ class StaticLayerKV:
         weights = F.softmax(scores.masked_fill(slots > self.length, float("-inf")), dim=-1)  # later slots: 0
         return weights @ self.v  # (B, H, 1, max_len) @ (B, H, max_len, hs) -> (B, H, 1, hs)
 
+    def rotate(self, x: torch.Tensor, rotary: nn.Module) -> torch.Tensor:
+        """Queries/keys x (B, H, 2, 1, hs) rotated for the slot at ``length``."""
+        return rotary(x, self.length)
+
     @staticmethod
     def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         """``layer(x)``; one row on the CPU as ``(W * x).sum(-1)``, which compiles to one pass over W."""
@@ -130,6 +134,8 @@ class CompiledDecoder:
     """Runs one-token steps of ``model`` against ``cache`` (a ``KVCache`` of the model) through one graph."""
 
     def __init__(self, model: nn.Module, cache: KVCache):
+        if cache.slack:
+            raise ValueError("a compiled step writes at fixed slots: give it a cache made without slack")
         self.model, self.cache = model, cache
         device = cache.layers[0].k.device
         self.position = torch.zeros((), dtype=torch.long, device=device)
