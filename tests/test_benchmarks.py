@@ -156,14 +156,3 @@ def test_prepare_smoke_prints_every_section(shakespeare):
     assert sum("loader | median" in r for r in rows) == 2
     bpb = [float(r.split("|")[7]) for r in rows if "cpu-small, 2 iters" in r]
     assert len(bpb) == 2 and all(0 < b < 16 for b in bpb)
-
-
-@pytest.mark.slow
-@pytest.mark.serial  # two cold compiles with inductor's worker pool fill both cores: not beside timing tests
-def test_compile_time_compares_both_ways_of_compiling_at_the_same_loss(tmp_path):
-    out = run_script("compile_time.py", "--steps", "2", *[arg for item in TINY + ["dropout=0.0"]
-                                                              for arg in ("--set", item)])
-    rows = [line.split("|") for line in out.splitlines() if line.startswith("| every") or line.startswith("| one")]
-    assert len(rows) == 2 and all(float(row[2]) > 0 for row in rows)
-    assert rows[0][4] == rows[1][4]  # the same model and batch: the same loss either way
-    assert "faster with the block compiled once" in out

@@ -183,11 +183,13 @@ def test_bad_option_values_are_config_errors(bad):
 
 @pytest.mark.slow
 def test_compiled_and_eager_agree():
-    """Inductor on CPU compiles C++ kernels: one layer keeps that to about a minute on a quiet 2-core VM."""
-    def one_layer():
+    """Logits and every gradient. Two layers, so that code reused across layers is covered: a block
+    marked as a nested compile region gave wrong gradients from its second layer on (torch 2.13, CPU).
+    Inductor on CPU compiles C++ kernels, so this takes a minute or so on a quiet 2-core VM."""
+    def two_layers():
         torch.manual_seed(0)
-        return TransformerLanguageModel(V, n_embed=32, block_size=16, n_layer=1, n_heads=2, **ALL_ON)
-    eager, compiled = one_layer(), torch.compile(one_layer())
+        return TransformerLanguageModel(V, n_embed=32, block_size=16, n_layer=2, n_heads=2, **ALL_ON)
+    eager, compiled = two_layers(), torch.compile(two_layers())
     with torch.no_grad():  # random projections instead of zeros, so every path carries signal
         for p_e, p_c in zip(eager.parameters(), compiled.parameters()):
             p_e.normal_(std=0.1)

@@ -131,11 +131,6 @@ class MLP(nn.Module):
         return self.dropout(self.proj(self.activation(self.fc(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
 
 
-# Under torch.compile, code marked as a nested compile region is compiled once and reused for every
-# layer instead of being traced n_layer times; in eager mode it is a no-op. (torch >= 2.8 has it.)
-_compile_once = getattr(torch.compiler, "nested_compile_region", lambda fn: fn)
-
-
 class Block(nn.Module):
     """Pre-LayerNorm residual block: communicate (attention), then compute (MLP)."""
 
@@ -147,16 +142,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
-        if cache is None:
-            return self.forward_sequence(x)
         x = x + self.attn(self.ln1(x), cache)  # (B, T, C)
         return x + self.mlp(self.ln2(x), cache)  # (B, T, C)
-
-    @_compile_once
-    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
-        """Training and scoring: the whole (B, T, C) sequence, no cache. Compiled once for all layers."""
-        x = x + self.attn(self.ln1(x))  # (B, T, C)
-        return x + self.mlp(self.ln2(x))  # (B, T, C)
 
 
 class GPT(nn.Module):
