@@ -152,14 +152,13 @@ class KVCache:
                 layer.drop_oldest(shift, self.rotary)
         self.start = start
 
-
     def _slide_lazily(self, shift: int) -> None:
         """Forget ``shift`` positions by moving the window's start; move the keys only when a full
         window would no longer fit after it (every ~slack positions)."""
         for layer in self.layers:
             layer.offset += shift
             layer.length -= shift
-        if self.layers[0].offset + self.max_len > self.max_len + self.slack:
+        if self.layers[0].offset > self.slack:  # offset + max_len would pass the max_len + slack slots
             for layer in self.layers:
                 layer.move_to_front(self.rotary)
 
