@@ -58,6 +58,16 @@ def run_script(name: str, *args: str) -> str:
     return proc.stdout
 
 
+def test_profile_step_splits_a_step_into_busy_time_and_top_ops(shakespeare):
+    out = run_script("profile_step.py", "--steps", "2", "--warmup", "1", "--top", "3", *SETS)
+    wall, busy = (float(out.split(word)[1].split()[0]) for word in ("wall ", "ops busy "))
+    assert 0 < busy <= wall * 1.05  # one thread: the ops' own time fits inside the wall time
+    table = out[out.index("| op |"):].splitlines()[2:]
+    rows = [line.split("|") for line in table if line.startswith("| ")]
+    assert len(rows) == 3 and float(rows[0][2]) >= float(rows[-1][2]) > 0  # largest first
+    assert "| aten::mm |" in out
+
+
 def test_speed_prints_one_row_per_path_with_a_nanogpt_row(shakespeare, tmp_path):
     (tmp_path / "model.py").write_text(NANOGPT_STAND_IN)
     out = run_script("speed.py", "--iters", "2", "--chunk", "1", "--warmup", "1", "--nanogpt", str(tmp_path), *SETS)
