@@ -15,6 +15,7 @@ from conftest import TINY
 from tinylm.cli import main
 from tinylm.compress import Adapt, CompressError, compress_bytes, decompress_bytes
 from tinylm.compress.header import HEADER_SIZE, MODE_CODED, Header
+from tinylm.compress.lockstep import Lockstep
 from tinylm.config import ModelConfig, load_config
 from tinylm.data import CharTokenizer
 from tinylm.model import build_model
@@ -140,6 +141,13 @@ def test_both_formats_round_trip_and_each_file_names_its_own(loaded):
     assert abs(len(files[1]) - len(files[2])) <= 8
     with pytest.raises(ValueError, match="format version 3"):
         compress_bytes(data, model, tokenizer, version=3)
+
+
+def test_the_coders_history_is_bounded_whatever_length_a_header_claims(loaded):
+    """The decoder allocates for the window, not for the length in the header (which may be hostile)."""
+    model, _ = loaded
+    lockstep = Lockstep(model, n_rows=256, n_steps=10**12)
+    assert lockstep.idx.shape == (256, 2 * (model.block_size + 1))
 
 
 def test_cli_will_not_overwrite(runs, tmp_path, capsys):

@@ -84,6 +84,20 @@ def test_a_lazily_rolled_rope_cache_gives_the_eagerly_rolled_logits():
         CompiledDecoder(model, lazy)
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("rope", [False, True])
+def test_next_logits_of_a_tail_with_its_offset_equal_those_of_the_whole_sequence(rope):
+    """A caller may let go of tokens before the window (the compressor keeps a bounded history)."""
+    model = tiny(rope=rope)  # block_size 16
+    idx = torch.randint(0, 65, (2, 60))
+    whole, tail = model.new_kv_cache(2), model.new_kv_cache(2)
+    for n in range(1, 61):
+        offset = max(0, n - 20)  # keep 20 tokens: more than the window
+        expected = next_logits(model, idx[:, :n], whole)
+        assert torch.equal(next_logits(model, idx[:, offset:n], tail, offset=offset), expected)
+        assert torch.equal(next_logits(model, idx[:, offset:n], offset=offset), next_logits(model, idx[:, :n]))
+
+
 def test_bigram_model_generates_without_a_cache():
     model = SimpleBigramLanguageModel(65, 16)
     out = generate(model, torch.zeros((3, 1), dtype=torch.long), 40, use_cache=True)

@@ -119,17 +119,19 @@ def supports_cache(model: torch.nn.Module) -> bool:
 
 
 def next_logits(model: torch.nn.Module, idx: torch.Tensor, cache=None,
-                step: CompiledDecoder | None = None) -> torch.Tensor:
+                step: CompiledDecoder | None = None, offset: int = 0) -> torch.Tensor:
     """Logits (B, V) of the token after ``idx`` (B, N), as the model sees its last block_size tokens.
 
     With a cache, ``idx`` must extend the sequence of the previous call: only the tokens the cache
     has not seen run through the model (one new token through ``step`` when given: a compiled step).
+    ``offset``: idx may be the tail of the sequence, whose first ``offset`` tokens the caller let go
+    (at least the window must be there); the cache counts positions in the whole sequence.
     """
-    start = max(0, idx.size(1) - model.block_size)  # the window: idx[:, start:]
+    start = max(0, offset + idx.size(1) - model.block_size)  # the window: tokens start.. of the sequence
     if cache is None:  # the notebook's loop: rerun the whole window
-        return model(idx[:, start:])[0][:, -1, :]
+        return model(idx[:, start - offset:])[0][:, -1, :]
     cache.slide_to(start)
-    fresh = idx[:, cache.start + cache.length:]  # (B, T_new): tokens not yet in the cache
+    fresh = idx[:, cache.start + cache.length - offset:]  # (B, T_new): tokens not yet in the cache
     if step is not None and fresh.size(1) == 1:
         return step(fresh)
     return model(fresh, cache=cache)[0][:, -1, :]

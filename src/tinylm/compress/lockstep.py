@@ -54,16 +54,22 @@ class Lockstep:
     def __init__(self, model: torch.nn.Module, n_rows: int, n_steps: int, adapt: Adapt | None = None,
                  lazy_roll: bool = True):
         self.model, self.adapt = model, adapt or Adapt()
-        self.idx = torch.zeros((n_rows, n_steps + 1), dtype=torch.long)  # (B, 1 + steps); column 0: empty context
+        # The last tokens of every row, (B, W): what the window and --adapt read. Bounded, so memory
+        # does not grow with the file (or with the length a hostile header claims). Column 0 holds
+        # token number ``base`` of each row; token 0 is the empty context.
+        self.idx = torch.zeros((n_rows, min(n_steps + 1, 2 * (model.block_size + 1))), dtype=torch.long)
+        self.base = 0
         self.t = 0  # tokens coded per row so far
-        # A rope cache rolls once per block_size characters (format 2), or at every one (format 1).
-        slack = model.block_size if lazy_roll else 0
+        # A rope cache rolls once per block_size / 4 characters (format 2), or at every one (format 1):
+        # 1.25x the cache's memory for ~1/65 of the rolls with block_size 256.
+        slack = max(1, model.block_size // 4) if lazy_roll else 0
         self.cache = model.new_kv_cache(n_rows, slack=slack) if supports_cache(model) else None
 
     @torch.no_grad()
     def counts(self) -> torch.Tensor:
         """(B, V + 1) frequencies of every row's next symbol, given the t tokens coded so far."""
-        logits = next_logits(self.model, self.idx[:, :self.t + 1], self.cache)  # (B, V)
+        seen = self.idx[:, :self.t + 1 - self.base]  # (B, N): tokens base .. t
+        logits = next_logits(self.model, seen, self.cache, offset=self.base)  # (B, V)
         probs = F.softmax(logits.float(), dim=-1)  # (B, V)
         broken = ~probs.isfinite().all(dim=-1, keepdim=True)  # (B, 1): weights --adapt drove to inf/nan
         self.probs = torch.where(broken, 1.0 / probs.size(-1), probs)  # such a row codes with a uniform table
@@ -72,14 +78,19 @@ class Lockstep:
     def advance(self, tokens: torch.Tensor, n_active: int) -> None:
         """Append the coded tokens (B,); the first ``n_active`` rows are still inside their segment."""
         self.t += 1
-        self.idx[:, self.t] = tokens
+        if self.t - self.base == self.idx.size(1):  # full: keep the last block_size + 1 tokens
+            keep = self.model.block_size + 1
+            self.idx[:, :keep] = self.idx[:, -keep:].clone()
+            self.base = self.t - keep
+        self.idx[:, self.t - self.base] = tokens
         a = self.adapt
         if a.steps and self.t % a.every == 0 and n_active:
             self._adapt(n_active)
 
     def _adapt(self, n_active: int) -> None:
         """A few SGD steps on the last block_size + 1 tokens of each active row (B_a, W)."""
-        window = self.idx[:n_active, max(0, self.t + 1 - (self.model.block_size + 1)):self.t + 1]
+        first = max(0, self.t + 1 - (self.model.block_size + 1)) - self.base
+        window = self.idx[:n_active, first:self.t + 1 - self.base]
         x, y = window[:, :-1], window[:, 1:]  # (B_a, W - 1) each
         params = [p for p in self.model.parameters() if p.requires_grad]
         with torch.enable_grad():
