@@ -96,6 +96,8 @@ def test_next_logits_of_a_tail_with_its_offset_equal_those_of_the_whole_sequence
         expected = next_logits(model, idx[:, :n], whole)
         assert torch.equal(next_logits(model, idx[:, offset:n], tail, offset=offset), expected)
         assert torch.equal(next_logits(model, idx[:, offset:n], offset=offset), next_logits(model, idx[:, :n]))
+    with pytest.raises(ValueError, match="after the window"):
+        next_logits(model, idx[:, 50:], offset=50)  # 10 tokens: the 16-token window is not all there
 
 
 def test_bigram_model_generates_without_a_cache():

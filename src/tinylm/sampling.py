@@ -128,6 +128,8 @@ def next_logits(model: torch.nn.Module, idx: torch.Tensor, cache=None,
     (at least the window must be there); the cache counts positions in the whole sequence.
     """
     start = max(0, offset + idx.size(1) - model.block_size)  # the window: tokens start.. of the sequence
+    if start < offset:
+        raise ValueError(f"idx starts at token {offset}, after the window's start ({start})")
     if cache is None:  # the notebook's loop: rerun the whole window
         return model(idx[:, start - offset:])[0][:, -1, :]
     cache.slide_to(start)
