@@ -53,34 +53,32 @@ class CausalSelfAttention(nn.Module):
         self.use_sdpa = True
 
     def heads(self, x: torch.Tensor, start_pos: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Project (B, T, C) into queries, keys and values, each (B, H, T, hs).
+        """Project (B, T, C) into queries, keys and values, each (B, H, T, hs), rotated (with rope) for
+        absolute positions ``start_pos .. start_pos + T - 1``."""
+        return self.split_heads(self.qkv(x), lambda qk: self.rotary(qk, start_pos))
 
-        The only place q/k/v are made: qk_norm and rotary embeddings happen here, the rotation at
-        absolute positions ``start_pos .. start_pos + T - 1`` (a key/value cache passes its length).
+    def split_heads(self, qkv: torch.Tensor, rotate) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The projections qkv (B, T, 3C) as queries, keys and values, each (B, H, T, hs).
+
+        The only place q/k/v are made. Queries and keys are normalised (qk_norm) and rotated (rope, by
+        ``rotate``) together, as one (B, H, 2, T, hs) view: half the operations (kernel launches on a
+        GPU, in training and in backward too) of treating each alone, and the same numbers.
         """
-        B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, T, C) -> (B, H, T, hs)
-                   for t in self.qkv(x).split(C, dim=2))
-        if self.qk_norm:
-            q, k = rms_norm(q), rms_norm(k)
-        if self.rotary is not None:
-            q, k = self.rotary(q, start_pos), self.rotary(k, start_pos)
-        return q, k, v
-
-    def forward_cached(self, x: torch.Tensor, cache: LayerKV) -> torch.Tensor:
-        """Generation: the T new positions (B, T, C) attend over the stored keys/values too (kv_cache.py).
-
-        The same arithmetic as ``heads`` + attention, in fewer operations per step: queries and keys
-        are normalised and rotated together, as one (B, H, 2, T, hs) view.
-        """
-        B, T, C = x.shape
-        qkv = cache.linear(self.qkv, x).view(B, T, 3, self.n_heads, C // self.n_heads).transpose(1, 3)  # (B,H,3,T,hs)
-        qk = qkv[:, :, :2]  # (B, H, 2, T, hs): queries and keys
+        B, T, C3 = qkv.shape
+        qkv = qkv.view(B, T, 3, self.n_heads, C3 // (3 * self.n_heads)).transpose(1, 3)  # (B, H, 3, T, hs)
+        qk, v = qkv.split((2, 1), dim=2)  # (B, H, 2, T, hs) queries and keys, (B, H, 1, T, hs) values
         if self.qk_norm:
             qk = rms_norm(qk)
         if self.rotary is not None:
-            qk = cache.rotate(qk, self.rotary)
-        y = cache.attend(qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2])  # (B, H, T, hs)
+            qk = rotate(qk)
+        q, k = qk.unbind(2)  # (B, H, T, hs) each; in backward one stack, not two zero-filled scatters
+        return q, k, v.squeeze(2)
+
+    def forward_cached(self, x: torch.Tensor, cache: LayerKV) -> torch.Tensor:
+        """Generation: the T new positions (B, T, C) attend over the stored keys/values too (kv_cache.py)."""
+        B, T, C = x.shape
+        q, k, v = self.split_heads(cache.linear(self.qkv, x), lambda qk: cache.rotate(qk, self.rotary))
+        y = cache.attend(q, k, v)  # (B, H, T, hs)
         return cache.linear(self.proj, y.transpose(1, 2).reshape(B, T, C))
 
     def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
