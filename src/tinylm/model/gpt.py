@@ -65,8 +65,8 @@ class CausalSelfAttention(nn.Module):
         GPU, in training and in backward too) of treating each alone, and the same numbers.
         """
         B, T, C3 = qkv.shape
-        qkv = qkv.view(B, T, 3, self.n_heads, C3 // (3 * self.n_heads)).transpose(1, 3)  # (B, H, 3, T, hs)
-        qk, v = qkv.split((2, 1), dim=2)  # (B, H, 2, T, hs) queries and keys, (B, H, 1, T, hs) values
+        qk, v = qkv.view(B, T, 3, self.n_heads, C3 // (3 * self.n_heads)).split((2, 1), dim=2)
+        qk, v = qk.transpose(1, 3), v.transpose(1, 3)  # (B, H, 2, T, hs) queries and keys, (B, H, 1, T, hs) values
         if self.qk_norm:
             qk = rms_norm(qk)
         if self.rotary is not None:
