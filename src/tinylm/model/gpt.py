@@ -18,6 +18,7 @@ The notebook's names for this class (``TransformerLanguageModel``, ``BigramLangu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -57,7 +58,8 @@ class CausalSelfAttention(nn.Module):
         absolute positions ``start_pos .. start_pos + T - 1``."""
         return self.split_heads(self.qkv(x), lambda qk: self.rotary(qk, start_pos))
 
-    def split_heads(self, qkv: torch.Tensor, rotate) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split_heads(self, qkv: torch.Tensor, rotate: Callable[[torch.Tensor], torch.Tensor],
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The projections qkv (B, T, 3C) as queries, keys and values, each (B, H, T, hs).
 
         The only place q/k/v are made. Queries and keys are normalised (qk_norm) and rotated (rope, by
@@ -65,6 +67,7 @@ class CausalSelfAttention(nn.Module):
         GPU, in training and in backward too) of treating each alone, and the same numbers.
         """
         B, T, C3 = qkv.shape
+        # Split before transposing: backward then concatenates straight into qkv's (B, T, 3, H, hs) layout.
         qk, v = qkv.view(B, T, 3, self.n_heads, C3 // (3 * self.n_heads)).split((2, 1), dim=2)
         qk, v = qk.transpose(1, 3), v.transpose(1, 3)  # (B, H, 2, T, hs) queries and keys, (B, H, 1, T, hs) values
         if self.qk_norm:
