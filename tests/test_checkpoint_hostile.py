@@ -78,6 +78,8 @@ def test_a_checkpoint_asking_for_51_gb_is_refused_before_allocating(good_ckpt, t
     (lambda c: {**c, "tokenizer": {"chars": c["tokenizer"]["chars"] + ["~"]}}, "does the tokenizer match"),
     (lambda c: edited(c, n_layer=1), "unexpected"),
     (lambda c: edited(c, block_size=1 << 30), "above the limit"),
+    (lambda c: {**c, "step": "abc"}, "step that is not a non-negative integer (str)"),
+    (lambda c: {**c, "step": -1}, "step that is not"),
 ])
 def test_malformed_checkpoints_are_one_line_errors(good_ckpt, tmp_path, make, fragment):
     run = write_run(tmp_path, make(good_ckpt))

@@ -25,6 +25,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert kept(filter_logits(LOGITS, top_p=0.5)) == {2, 0}  # 0.7
     assert kept(filter_logits(LOGITS, top_p=0.71)) == {2, 0, 4}  # 0.85
     assert kept(filter_logits(LOGITS, top_p=0.01)) == {2}  # the best token always stays
+    assert kept(filter_logits(LOGITS, top_p=1e-46)) == {2}  # even when top_p rounds to 0 in float32
     assert kept(filter_logits(LOGITS, top_p=1.0)) == {0, 1, 2, 3, 4}
 
 

@@ -96,6 +96,11 @@ def test_logit_lens_sampling_and_embeddings_equal_probe(served):
     assert (info["kind"], info["n_layer"], info["n_heads"], info["block_size"]) == ("GPT", 2, 2, 16)
 
 
+def test_a_top_p_below_float32s_range_keeps_the_best_character(served):
+    out = api(served[0] + "/api/inspect/sampling", {"text": "the", "top_p": 1e-46})
+    assert out["kept"] == 1 and [row["sampled"] > 0 for row in out["rows"]].count(True) == 1
+
+
 @pytest.mark.parametrize("path, payload, fragment", [
     ("/api/inspect/attention", {"text": "THE"}, "never saw"),
     ("/api/inspect/attention", {"text": ""}, "empty"),

@@ -1,6 +1,8 @@
 """``tinylm.serve.live``: the newest checkpoint and the metrics lines of a run that is still training."""
 
 import json
+import os
+import time
 
 import torch
 
@@ -45,6 +47,20 @@ def test_metrics_tail_sends_new_lines_waits_for_a_partial_one_and_resets_on_rewr
     assert [name for name, _ in tail.poll()] == ["reset", "metric"]
     append_metric(run, 40)
     assert [data["step"] for _, data in tail.poll()] == [40]
+
+
+def test_a_nested_line_or_a_fifo_in_place_of_metrics_jsonl_is_skipped(tmp_path):
+    """A line of 100,000 nested brackets is not a metric; a FIFO is not read (it would block forever)."""
+    run = make_run(tmp_path / "r", metrics=[metric(0)])
+    path = RunDir(run).metrics
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("[" * 100_000 + "]" * 100_000 + "\n")
+    append_metric(run, 10)
+    assert [data["step"] for _, data in MetricsTail(path).poll()] == [0, 10]
+    path.unlink()
+    os.mkfifo(path)
+    began = time.monotonic()
+    assert MetricsTail(path).poll() == [] and time.monotonic() - began < 5
 
 
 def replace_ok(run):

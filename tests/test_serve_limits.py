@@ -91,16 +91,20 @@ def wait_idle(port: int, timeout: float) -> float:
 
 
 def test_docstring_curl_examples_work_as_written(server):
-    from tinylm.serve import app
+    """The playground's and the inspector's: curl -d sends a form content type, and both read JSON anyway."""
+    from tinylm.serve import app, inspector
 
-    examples = [line.split("   #")[0].strip() for line in app.__doc__.splitlines() if line.strip().startswith("curl")]
-    assert len(examples) == 3
+    lines = (app.__doc__ + inspector.__doc__).splitlines()
+    examples = [line.split("   #")[0].strip() for line in lines
+                if line.strip().startswith("curl") and "/api/live" not in line]  # a stream never ends
+    assert len(examples) == 8
     for example in examples:
         argv = shlex.split(example.replace("localhost:8000", f"127.0.0.1:{server}"))
         done = subprocess.run(argv + ["--max-time", "60", "-w", "\n%{http_code}"], capture_output=True,
                               text=True, timeout=90)
         body, code = done.stdout.rsplit("\n", 1)
-        assert code == "200" and '"error"' not in body, (example, code, body[:200])
+        error = "event: error" in body if "-sN" in argv else json.loads(body).get("error") is not None
+        assert code == "200" and not error, (example, code, body[:200])
 
 
 @pytest.mark.parametrize("path, body, fragment", [
@@ -114,6 +118,8 @@ def test_docstring_curl_examples_work_as_written(server):
     ("/api/generate", b'["the"]', "JSON object"),
     ("/api/generate", b'{"prompt": "the"', "not valid JSON"),
     ("/api/next-char", b'{"text": "the", "k": true}', "k"),
+    ("/api/generate", b"[" * 50_000 + b"]" * 50_000, "nests too deeply"),  # 100 KB: under the size cap
+    ("/api/inspect/attention", b"[" * 50_000 + b"]" * 50_000, "nests too deeply"),
 ])
 def test_every_bad_request_is_400_with_one_error(server, path, body, fragment):
     status, headers, payload = answer(send(server, path, body, {"Content-Type": "application/json"}))

@@ -98,6 +98,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
         # Drop a token when the tokens ranked above it already reach top_p; the best always stays.
         mass_before = torch.cumsum(probs, dim=-1) - probs
         drop_sorted = mass_before >= top_p
+        drop_sorted[:, 0] = False  # also when top_p is below float32's smallest number and rounds to 0
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits

@@ -16,6 +16,10 @@ import socket
 
 from tinylm.errors import TinyLMError
 
+# Open connections and tasks at once; beyond, uvicorn answers 503. Requests are bounded by their own
+# queues; this bounds what they cannot: idle or slowly sending clients (uvicorn has no body timeout).
+MAX_CONNECTIONS = 256
+
 
 def register(subparsers) -> None:
     serve = subparsers.add_parser("serve", help="playground web page and JSON API for a run",
@@ -60,7 +64,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)  # process-wide: every generation thread uses this many
     app = create_app(args.run, args.device, args.max_generations, args.queue, compiled=args.compile)
     print(f"tinylm playground on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           limit_concurrency=MAX_CONNECTIONS))
     app.state.stopping = lambda: server.should_exit  # after Ctrl-C, open live-event streams end themselves
     server.run()
     return 0

@@ -33,6 +33,7 @@ from tinylm.serve.limits import BodyLimit, ClientGone, GenerationSlots, ServerBu
 MAX_NEW_TOKENS = 2000  # per request: keeps one request from holding the server for minutes
 MAX_PROMPT_CHARS = 10_000
 DEFAULT_QUEUE = 16  # requests that may wait for a generation slot before the server answers 503
+INSPECT_QUEUE = 32  # inspector requests that may wait (a page asks several at once, each bounded)
 
 
 def playground_html() -> str:
@@ -128,7 +129,9 @@ def create_app(run_dir: str, device_name: str = "auto", max_generations: int | N
     app.add_middleware(BodyLimit)
     add_error_handlers(app)
     # attention, logit lens, sampling knobs, embeddings, live training; `live` reloads a replaced checkpoint
-    live = add_inspector(app, run_dir, device_name)
+    # The inspector's POST requests get slots of their own, so a page full of them never starves generations.
+    inspect_slots = GenerationSlots(slots.running, max(queue, INSPECT_QUEUE))
+    live = add_inspector(app, run_dir, inspect_slots, device_name)
     if compiled:  # compile now, not during the first request (a reloaded checkpoint has the same shapes)
         model = live.state.model
         generate_ids(model, torch.zeros((1, 1), dtype=torch.long, device=model_device(model)), 2, compiled=True)

@@ -19,6 +19,7 @@ from importlib import resources
 
 from tinylm.errors import TinyLMError
 from tinylm.inspect import probe
+from tinylm.serve.limits import GenerationSlots, parse_body
 from tinylm.serve.live import LiveModel, MetricsTail
 
 MAX_TEXT_CHARS = 10_000
@@ -159,8 +160,15 @@ def static_file(name: str) -> str:
     return resources.files("tinylm.serve").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def add_inspector(app, run_dir: str, device_name: str = "auto", poll_seconds: float = POLL_SECONDS) -> LiveModel:
-    """Add the inspector's routes to ``app`` (``tinylm.serve.app.create_app``); returns the live model."""
+def add_inspector(app, run_dir: str, slots: GenerationSlots, device_name: str = "auto",
+                  poll_seconds: float = POLL_SECONDS) -> LiveModel:
+    """Add the inspector's routes to ``app`` (``tinylm.serve.app.create_app``); returns the live model.
+
+    The POST routes take a slot of ``slots`` as generations do (503 when all are taken) and encode
+    their JSON there too: an attention map of a full window is ~13 MB of JSON, and eighty of them
+    encoded on the event loop kept ``/api/info`` waiting for 10 s.
+    """
+    from fastapi import Request
     from fastapi.responses import Response, StreamingResponse
     from starlette.exceptions import HTTPException
 
@@ -168,6 +176,14 @@ def add_inspector(app, run_dir: str, device_name: str = "auto", poll_seconds: fl
 
     live = LiveModel(run_dir, resolve_device(device_name))
     AttentionRequest, LensRequest, SamplingRequest = request_models()
+
+    async def answer(request: Request, model_class, compute) -> Response:
+        req = parse_body(await request.body(), model_class)  # any content type, as the curl lines above send
+        ticket = slots.admit()
+        def work(cancel, emit) -> str:
+            return json.dumps(compute(live.current(), req), allow_nan=False)
+
+        return Response(await slots.run(ticket, request, work), media_type="application/json")
 
     @app.get("/static/{name}")
     def static(name: str) -> Response:
@@ -180,16 +196,16 @@ def add_inspector(app, run_dir: str, device_name: str = "auto", poll_seconds: fl
         return model_info(live.current(), live)
 
     @app.post("/api/inspect/attention")
-    def attention_route(req: AttentionRequest) -> dict:
-        return attention(live.current(), req)
+    async def attention_route(request: Request) -> Response:
+        return await answer(request, AttentionRequest, attention)
 
     @app.post("/api/inspect/logit-lens")
-    def lens_route(req: LensRequest) -> dict:
-        return logit_lens(live.current(), req)
+    async def lens_route(request: Request) -> Response:
+        return await answer(request, LensRequest, logit_lens)
 
     @app.post("/api/inspect/sampling")
-    def sampling_route(req: SamplingRequest) -> dict:
-        return sampling(live.current(), req)
+    async def sampling_route(request: Request) -> Response:
+        return await answer(request, SamplingRequest, sampling)
 
     @app.get("/api/inspect/embeddings")
     def embeddings_route() -> dict:

@@ -7,8 +7,9 @@
     text = await slots.run(ticket, request, work)             # work(cancel, emit) in a worker thread
     async for piece in slots.stream(ticket, work): ...        # emit(piece) -> server-sent events
 
-Generation runs in its own pool of ``running`` threads, never in the pool that serves the page and
-``/api/info``, and at most ``running + waiting`` requests are admitted at once. ``work`` checks its
+Generation (and the inspector's POST requests) runs in its own pool of ``running`` threads, never in
+the pool that serves the page and ``/api/info``, and at most ``running + waiting`` requests are
+admitted at once. ``work`` checks its
 ``cancel`` event between tokens: a client that disconnects (streaming or not) stops its generation
 within one token, and its slot is free again.
 """
@@ -93,6 +94,8 @@ def parse_body(raw: bytes, model_class):
         raise TinyLMError(f"bad request: the body is not UTF-8 (byte {exc.start}); send JSON in UTF-8") from None
     except ValueError as exc:
         raise TinyLMError(f"bad request: the body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise TinyLMError("bad request: the body nests too deeply; send a flat JSON object") from None
     if not isinstance(data, dict):
         raise TinyLMError(f"bad request: the body must be a JSON object, got {type(data).__name__}")
     try:
@@ -130,7 +133,7 @@ class GenerationSlots:
     def admit(self) -> Ticket:
         with self.lock:
             if self.admitted >= self.running + self.waiting:
-                raise ServerBusy(f"the server is busy: {self.running} generations running and {self.waiting} "
+                raise ServerBusy(f"the server is busy: {self.running} requests running and {self.waiting} "
                                  f"waiting; retry in {self.retry_after} s")
             self.admitted += 1
         return Ticket(self)

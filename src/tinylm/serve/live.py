@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,25 @@ def file_signature(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_regular_file(path: Path, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of ``path``, or None unless it is a readable regular file.
+
+    Opened without blocking and checked before reading: a FIFO in its place would otherwise hold the
+    reading thread (and the server's shutdown) until something writes to it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            return f.read(limit)
+        except OSError:
+            return None
 
 
 @dataclass
@@ -95,7 +115,7 @@ def clean_metric(line: str) -> dict[str, Any] | None:
     """A metrics line as a JSON-safe dict (NaN and infinities become null), or None if it is not one."""
     try:
         data = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line of 100,000 nested brackets
         return None
     if not isinstance(data, dict):
         return None
@@ -140,10 +160,8 @@ class MetricsTail:
 
     def _complete_lines(self) -> list[str]:
         """Every line that ends in a newline; a last line still being written waits for the next poll."""
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read(MAX_METRICS_BYTES + 1)
-        except OSError:
+        data = read_regular_file(self.path, MAX_METRICS_BYTES + 1)
+        if data is None:
             return []
         if len(data) > MAX_METRICS_BYTES:
             data = data[:MAX_METRICS_BYTES]

@@ -55,6 +55,9 @@ def check_checkpoint(ckpt: Any, path: str | Path) -> None:
     missing = [key for key in ("config", "tokenizer", "model") if key not in ckpt]
     if missing:
         raise fail(f"has no {', '.join(missing)}")
+    step = ckpt.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise fail(f"has a step that is not a non-negative integer ({type(step).__name__})")
     cfg = _checked_config(ckpt["config"], fail)
     vocab_size = _checked_vocab_size(ckpt["tokenizer"], fail)
     state = _checked_state(ckpt["model"], fail)
