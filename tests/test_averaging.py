@@ -98,3 +98,19 @@ def test_ensemble_of_a_run_with_itself_equals_the_run(small_text, tmp_path, cli)
     loss = [line.split("(loss ")[1].split(",")[0] for line in single.stdout.splitlines()]
     assert loss == [line.split("(loss ")[1].split(",")[0] for line in double.stdout.splitlines()]
     assert "step 10+10" in double.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("averaging", ["ema_decay=0.9", "average_last=2"])
+def test_train_cli_with_averaging_scores_the_saved_weights_and_writes_its_card(averaging, small_text, tmp_path, cli):
+    """The final val loss `tinylm train` prints is the one `tinylm eval` gives the saved (averaged) weights."""
+    run = tmp_path / "r"
+    sets = [arg for item in TINY + ["max_iters=10", "eval_interval=5", averaging] for arg in ("--set", item)]
+    done = cli("train", *sets, "--data", str(small_text), "--out", str(run), "--device", "cpu", "--quiet",
+               "--sample-chars", "20")
+    assert done.returncode == 0, done.stderr
+    assert (run / "report.md").is_file()
+    trained = done.stdout.split("val perplexity (full split")[1].split("(loss ")[1].split(")")[0]
+    evaluated = cli("eval", "--run", str(run), "--data", str(small_text), "--device", "cpu")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.split("val perplexity:")[1].split("(loss ")[1].split(",")[0] == trained

@@ -80,6 +80,13 @@ def test_a_checkpoint_asking_for_51_gb_is_refused_before_allocating(good_ckpt, t
     (lambda c: edited(c, block_size=1 << 30), "above the limit"),
     (lambda c: {**c, "step": "abc"}, "step that is not a non-negative integer (str)"),
     (lambda c: {**c, "step": -1}, "step that is not"),
+    (lambda c: {**c, "model": {**c["model"], "head.weight": c["model"]["head.weight"].long()}}, "torch.int64"),
+    (lambda c: {**c, "model": {**c["model"], "ln_f.weight": c["model"]["ln_f.weight"] > 0}}, "torch.bool"),
+    (lambda c: {**c, "model": {**c["model"], "head.weight": c["model"]["head.weight"].to(torch.complex64)}},
+     "not floating point"),
+    (lambda c: {**c, "model": {**c["model"], "head.weight": c["model"]["head.weight"] * float("nan")}},
+     "NaN or infinite (head.weight)"),
+    (lambda c: edited(c, learning_rate=float("inf")), "must be a finite number"),
 ])
 def test_malformed_checkpoints_are_one_line_errors(good_ckpt, tmp_path, make, fragment):
     run = write_run(tmp_path, make(good_ckpt))
@@ -95,10 +102,35 @@ def test_malformed_checkpoint_from_the_cli_exits_2(good_ckpt, tmp_path, capsys):
     assert err.startswith("tinylm: error: checkpoint") and err.count("\n") == 1
 
 
-def test_resume_with_a_malformed_training_state_is_one_line(good_ckpt, tmp_path, capsys):
-    run = write_run(tmp_path, {k: v for k, v in good_ckpt.items() if k != "optimizer"})
+@pytest.mark.parametrize("make", [
+    lambda c: {k: v for k, v in c.items() if k != "optimizer"},
+    lambda c: {**c, "optimizer": [1]},
+    lambda c: {**c, "rng": [1, 2]},
+    lambda c: {**c, "rng": {**c["rng"], "loader": "x"}},
+    lambda c: {**c, "metrics": 5},
+    lambda c: {**c, "train_weights": "foo"},
+    lambda c: {**c, "train_weights": {"x": torch.zeros(1)}},
+    lambda c: {**c, "optimizer": {"state": {}, "param_groups": "x"}},
+])
+def test_resume_with_a_malformed_training_state_is_one_line(good_ckpt, tmp_path, capsys, make):
+    run = write_run(tmp_path, make(good_ckpt))
     assert main(["train", "--resume", "--out", str(run), "--quiet", "--sample-chars", "0"]) == 2
-    assert "cannot be resumed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot be resumed" in err and err.count("\n") == 1, err
+
+
+def test_resume_with_a_model_shape_override_names_the_override_in_one_line(good_ckpt, tmp_path, capsys):
+    run = write_run(tmp_path, good_ckpt)
+    assert main(["train", "--resume", "--out", str(run), "--set", "n_embed=64", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "n_embed 32 -> 64" in err and "must keep its model keys" in err and err.count("\n") == 1, err
+
+
+def test_eval_of_a_checkpoint_without_a_step_reports_step_0(good_ckpt, tmp_path, capsys):
+    run = write_run(tmp_path, {k: v for k, v in good_ckpt.items() if k != "step"})
+    text = _text(tmp_path)
+    assert main(["eval", "--run", str(run), "--data", str(text), "--device", "cpu"]) == 0
+    assert "step 0)" in capsys.readouterr().out
 
 
 class Unwelcome:

@@ -44,6 +44,7 @@ def test_set_parses_values_by_the_fields_type():
     ({"json_text": '{"compile": 1}'}, "'compile' must be bool"),
     ({"json_text": '[1, 2]'}, "must be a JSON/TOML object"),
     ({"json_text": '{oops'}, "not valid JSON"),
+    ({"json_text": "[" * 100_000}, "not valid JSON"),
     ({"overrides": ["max_iters"]}, "--set expects key=value"),
     ({"overrides": ["max_iters=ten"]}, "'max_iters' must be int"),
     ({"overrides": ["bogus.n_layer=2"]}, "unknown config section"),
@@ -56,10 +57,24 @@ def test_set_parses_values_by_the_fields_type():
     ({"overrides": ["block_size=0"]}, "block_size must be a positive"),
     ({"overrides": ["dropout=1.0"]}, r"dropout must be in \[0, 1\)"),
     ({"overrides": ["dropout=-0.1"]}, r"dropout must be in \[0, 1\)"),
+    ({"overrides": ["learning_rate=inf"]}, "'learning_rate' must be a finite number"),
+    ({"overrides": ["min_lr=nan"]}, "'min_lr' must be a finite number"),
+    ({"json_text": '{"grad_clip": NaN}'}, "'grad_clip' must be a finite number"),
+    ({"json_text": "{\"learning_rate\": 1" + "0" * 400 + "}"}, "'learning_rate' must be a finite number"),
+    ({"json_text": '{"ema_decay": -Infinity}'}, "'ema_decay' must be a finite number"),
 ])
 def test_bad_configs_are_refused_with_a_clear_message(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         load_config(**kwargs)
+
+
+def test_every_float_key_refuses_nan_and_infinities():
+    """NaN passes range checks (every comparison is false), so each float key is checked for it."""
+    floats = [k for section in RunConfig().to_dict().values() for k, v in section.items() if isinstance(v, float)]
+    for key in floats:
+        for value in ("nan", "inf", "-inf"):
+            with pytest.raises(ConfigError, match="finite"):
+                load_config(overrides=[f"{key}={value}"])
 
 
 def test_presets_carry_the_exact_published_hyperparameters():

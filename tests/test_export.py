@@ -169,3 +169,48 @@ def test_a_safetensors_directory_whose_config_asks_for_a_huge_model_is_refused_b
     (tmp_path / "st" / "config.json").write_text(json.dumps(config))
     code, _, err = tinylm(capsys, "sample", "--run", str(tmp_path / "st"), "--max-new-tokens", "5")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "model.safetensors" in err, err
+
+
+def test_hf_export_refuses_byte_and_bpe_tokenizers_naming_the_formats_that_work(tmp_path, capsys):
+    from tinylm.data import ByteTokenizer
+
+    make_run(tmp_path / "run")
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    cfg = load_config(overrides=TINY)
+    torch.manual_seed(0)
+    byte_model = build_model(cfg.model, ByteTokenizer().vocab_size)
+    RunDir(tmp_path / "bytes").save({**ckpt, "tokenizer": ByteTokenizer().to_dict(), "model": byte_model.state_dict()},
+                                    [])
+    code, _, err = tinylm(capsys, "export", "--run", str(tmp_path / "bytes"), "--format", "hf",
+                          "--out", str(tmp_path / "hf"))
+    assert code == 2 and "byte tokenizer" in err and "safetensors or onnx" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_out_that_cannot_be_a_new_directory_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """A file as --out's parent, --out . (the current directory) or its ancestor: refused, nothing written."""
+    make_run(tmp_path / "run")
+    (tmp_path / "afile").write_text("x")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for out, fragment in [(tmp_path / "afile" / "x", "is a file"), (".", "does not name"),
+                          (tmp_path, "holds) the run"), (work.parent.parent, "holds) the run"),
+                          (work, "the current directory")]:
+        code, _, err = tinylm(capsys, "export", "--run", str(tmp_path / "run"), "--format", "safetensors",
+                              "--out", str(out), "--force")
+        assert code == 2 and fragment in err and err.count("\n") == 1, (out, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "run", "work"]
+    assert list(work.iterdir()) == []
+
+
+def test_onnx_export_of_a_block_size_1_model_gives_tinylms_logits(tmp_path):
+    import onnxruntime
+
+    model, tokenizer = make_run(tmp_path / "run", "block_size=1")
+    export_run(tmp_path / "run", "onnx", tmp_path / "onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    ids = batch(tokenizer)[:, :1]
+    for x in (ids, torch.cat([ids, ids, ids])):  # (2, 1), (6, 1)
+        logits = session.run(["logits"], {"input_ids": x.numpy()})[0]
+        assert np.abs(logits - model(x)[0].detach().numpy()).max() <= 1e-4

@@ -1,7 +1,9 @@
 import math
 
+import pytest
 import torch
 
+from tinylm.errors import TinyLMError
 from tinylm.sampling import filter_logits, sample_next
 
 
@@ -43,3 +45,11 @@ def test_low_temperature_sharpens():
     gen = torch.Generator().manual_seed(0)
     draws = sample_next(LOGITS.repeat(2000, 1), temperature=0.1, generator=gen)
     assert (draws == 2).float().mean() > 0.9 > math.exp(math.log(0.4))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_sampling_from_non_finite_logits_is_a_one_line_error_not_a_torch_error(bad):
+    logits = torch.zeros(2, 5)
+    logits[1, 3] = bad
+    with pytest.raises(TinyLMError, match="NaN or infinite.*lower learning_rate"):
+        sample_next(logits, temperature=1.0)

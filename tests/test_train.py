@@ -100,3 +100,14 @@ def test_schedule_refuses_a_misspelled_kind_and_settings_it_would_ignore():
         LRSchedule(1e-3, "cosin")
     with pytest.raises(ConfigError, match="do nothing"):
         LRSchedule(1e-3, decay_iters=100)
+
+
+def test_a_training_that_diverges_ends_in_one_line_suggesting_a_lower_learning_rate(tmp_path, cli):
+    """Adam at lr 1e30 makes the weights NaN within a few steps; the run is still saved."""
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 60, encoding="utf-8")
+    sets = [a for kv in TINY + ["max_iters=6", "eval_interval=3", "learning_rate=1e30"] for a in ("--set", kv)]
+    done = cli("train", *sets, "--data", str(text), "--out", str(tmp_path / "r"), "--quiet", "--device", "cpu")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "NaN or infinite" in done.stderr and "lower learning_rate" in done.stderr
+    assert (tmp_path / "r" / "ckpt.pt").is_file()

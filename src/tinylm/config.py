@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -128,6 +129,8 @@ def _section_for(cfg: RunConfig, key: str) -> Any:
 def _coerce(key: str, value: Any, expected: type) -> Any:
     """Check a JSON/TOML value against the field type; ints are accepted for floats."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**1023:  # float() would raise OverflowError
+            raise ConfigError(f"config key '{key}' must be a finite number, got an integer of {len(str(value))} digits")
         return float(value)
     if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
         return value
@@ -161,6 +164,8 @@ def set_value(cfg: RunConfig, key: str, value: Any, from_string: bool = False) -
     section = _section_for(cfg, key)
     expected = _field_types(section)[key]
     value = _parse_string(key, value, expected) if from_string else _coerce(key, value, expected)
+    if expected is float and not math.isfinite(value):  # NaN passes every range check below (all comparisons fail)
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
     setattr(section, key, value)
 
 
@@ -192,15 +197,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if path.suffix == ".toml":
             return tomllib.loads(path.read_text(encoding="utf-8"))
         return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: brackets nested too deep
+        raise ConfigError(f"cannot parse config file {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def parse_config_json(text: str) -> dict[str, Any]:
     try:
         return json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"--config-json is not valid JSON ({exc}); quote it: '{{\"max_iters\": 100}}'") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"--config-json is not valid JSON ({str(exc)[:200]}); "
+                          "quote it: '{\"max_iters\": 100}'") from None
 
 
 def load_config(

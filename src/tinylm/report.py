@@ -27,12 +27,14 @@ from tinylm.config import RunConfig, load_config
 from tinylm.device import resolve_device
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import exact_loss, scored_part
+from tinylm.jsonfile import read_json
 from tinylm.presets import PRESETS
 from tinylm.sampling import SamplingOptions, sample_texts
 from tinylm.training.rundir import RunDir, load_run
 
 REPORT_NAME, CURVE_NAME = "report.md", "loss.png"
 SAMPLE_CHARS = 200
+CARD_CHARS = 1_000_000
 
 
 def config_diff(cfg: RunConfig, preset: str | None) -> list[tuple[str, object, object]]:
@@ -72,9 +74,14 @@ def device_line(device: torch.device) -> str:
 def timing(metrics: list[dict], tokens_per_step: int) -> dict[str, float]:
     """Wall time between the first and the last evaluation and the tokens trained in it."""
     first, last = metrics[0], metrics[-1]
-    wall = last["time"] - first["time"]
+    wall = last["time"] - first["time"] if "time" in first and "time" in last else float("nan")  # old lines lack it
     tokens = (last["step"] - first["step"]) * tokens_per_step
     return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall if wall > 0 else float("nan")}
+
+
+def _number(value: float | None, digits: int) -> str:
+    """``value`` to ``digits`` decimals; "-" for a value an edited metrics line lacked (None or NaN)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _table(rows: list[tuple[str, object]]) -> list[str]:
@@ -109,15 +116,17 @@ def _how_long(metrics: list[dict], step: int, tokens_per_step: int) -> list[str]
     when = timing(metrics, tokens_per_step)
     return ["## How long", "", *_table([
         ("steps", step), ("tokens seen", step * tokens_per_step),
-        ("wall time, first to last evaluation (s)", f"{when['wall_s']:.1f}"),
-        ("tokens/s (evaluations included)", f"{when['tokens_per_s']:.0f}")])]
+        ("wall time, first to last evaluation (s)", _number(when["wall_s"], 1)),
+        ("tokens/s (evaluations included)", _number(when["tokens_per_s"], 0))])]
 
 
 def _how_well(last: dict, exact_val: float, curve: str | None) -> list[str]:
     lines = ["## How well", "", *_table([
-        ("last evaluation at step", last["step"]), ("train loss (estimate)", f"{last['train_loss']:.4f}"),
-        ("train perplexity", f"{last['train_perplexity']:.4f}"), ("val loss (estimate)", f"{last['val_loss']:.4f}"),
-        ("val perplexity", f"{last['val_perplexity']:.4f}"), ("exact val loss (whole split)", f"{exact_val:.4f}"),
+        ("last evaluation at step", last["step"]), ("train loss (estimate)", _number(last.get("train_loss"), 4)),
+        ("train perplexity", _number(last.get("train_perplexity"), 4)),
+        ("val loss (estimate)", _number(last.get("val_loss"), 4)),
+        ("val perplexity", _number(last.get("val_perplexity"), 4)),
+        ("exact val loss (whole split)", f"{exact_val:.4f}"),
         ("exact val perplexity", f"{math.exp(exact_val):.4f}")])]
     return lines + (["", f"![loss curve]({curve})"] if curve else [])
 
@@ -130,7 +139,7 @@ def report_markdown(name: str, cfg: RunConfig, ckpt: dict, metrics: list[dict], 
     world = len(ckpt.get("rng", {}).get("ranks", [])) or 1
     tokens_per_step = cfg.train.batch_size * cfg.model.block_size * cfg.train.grad_accum_steps * world
     lines = [f"# Run card: {name}", "", *_what(cfg, preset), "", *_on_what(device, world), "",
-             *_how_long(metrics, ckpt["step"], tokens_per_step), "", *_how_well(metrics[-1], exact_val, curve),
+             *_how_long(metrics, ckpt.get("step", 0), tokens_per_step), "", *_how_well(metrics[-1], exact_val, curve),
              "", "## Samples (empty context)", ""]
     for i, text in enumerate(samples, 1):
         fence = "`" * max(3, 1 + max(map(len, re.findall("`+", text)), default=0))  # longer than any run inside
@@ -163,7 +172,9 @@ def card_value(run_dir: Path, label: str) -> str | None:
     path = Path(run_dir) / REPORT_NAME
     if not path.is_file():
         return None
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    with path.open(encoding="utf-8", errors="replace") as f:
+        text = f.read(CARD_CHARS)  # the card is a few KB; a huge file in its place must not fill memory
+    for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 2 and cells[0] == label:
             return cells[1]
@@ -171,28 +182,33 @@ def card_value(run_dir: Path, label: str) -> str | None:
 
 
 def run_summary(run_dir: Path) -> dict | None:
-    """One row of ``tinylm runs``, from config.json, metrics.jsonl and report.md (no weights are read)."""
-    import json
+    """One row of ``tinylm runs``, from config.json, metrics.jsonl and report.md (no weights are read).
 
+    None for a directory that is not a run this tinylm can read (one bad run must not end the listing).
+    """
     try:
         metrics = RunDir(run_dir).read_metrics() if (run_dir / "metrics.jsonl").is_file() else []
-        cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
+        cfg = RunConfig.from_dict(read_json(run_dir / "config.json", "it is skipped"))
+        exact = card_value(run_dir, "exact val loss (whole split)") or "-"
     except (OSError, ValueError, TinyLMError):
-        return None  # not a run directory, or one this tinylm cannot read
+        return None
     if not metrics:
         return None
-    last = metrics[-1]
+    first, last = metrics[0], metrics[-1]
+    wall = last["time"] - first["time"] if "time" in first and "time" in last else None
     return {"name": run_dir.name, "preset": closest_preset(cfg) or "-", "step": last["step"],
-            "val_loss": last["val_loss"], "exact_val": card_value(run_dir, "exact val loss (whole split)") or "-",
-            "wall_s": last["time"] - metrics[0]["time"], "time": last["time"]}
+            "val_loss": last.get("val_loss"), "exact_val": exact, "wall_s": wall, "time": last.get("time")}
 
 
 def list_runs(root: str | Path, sort: str = "date") -> list[dict]:
-    """The runs directly under ``root``, newest first (``sort="val"``: lowest val loss first)."""
+    """The runs directly under ``root``, newest first (``sort="val"``: lowest val loss first).
+
+    A row may lack ``val_loss``, ``wall_s`` and ``time`` (None): such rows sort last.
+    """
     root = Path(root)
     if not root.is_dir():
         raise TinyLMError(f"no runs directory at {root}; train one with `tinylm train` or pass another DIR")
     rows = [row for child in sorted(root.iterdir()) if child.is_dir() and (row := run_summary(child))]
     if sort == "val":
-        return sorted(rows, key=lambda row: row["val_loss"])
-    return sorted(rows, key=lambda row: row["time"], reverse=True)
+        return sorted(rows, key=lambda row: (row["val_loss"] is None, row["val_loss"] or 0.0))
+    return sorted(rows, key=lambda row: (row["time"] is not None, row["time"] or 0.0), reverse=True)

@@ -111,7 +111,13 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         return logits.argmax(dim=-1, keepdim=True)
     logits = filter_logits(logits.float() / temperature, top_k, top_p)
     probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator)
+    try:  # checked only on failure: a check per token would wait on the device at every step
+        return torch.multinomial(probs, num_samples=1, generator=generator)
+    except RuntimeError:
+        if bool(torch.isfinite(probs).all()):
+            raise
+        raise TinyLMError("the model's next-token probabilities are NaN or infinite: its weights are broken, as a "
+                          "training that diverged leaves them; train again with a lower learning_rate") from None
 
 
 def supports_cache(model: torch.nn.Module) -> bool:

@@ -57,5 +57,5 @@ def load_ensemble(run_dirs: list[str], device):
         if other.to_dict() != tokenizer.to_dict():
             raise TinyLMError(f"run {run_dir} uses another tokenizer than {run_dirs[0]}; "
                               "an ensemble needs runs trained on the same text")
-    steps = "+".join(str(ckpt["step"]) for _, _, _, ckpt in loaded)
+    steps = "+".join(str(ckpt.get("step", 0)) for _, _, _, ckpt in loaded)
     return Ensemble([m for m, _, _, _ in loaded]).eval(), tokenizer, loaded[0][2], {"step": steps}

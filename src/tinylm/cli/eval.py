@@ -37,5 +37,5 @@ def cmd_eval(args: argparse.Namespace) -> int:
         score = score_split(model, data, table, cfg.train.dtype, max(args.max_tokens, 0))
         bpb = f", {score.bits_per_byte:.4f} bits per byte" if score.bits_per_byte is not None else ""
         print(f"{name} perplexity: {math.exp(score.loss):.3f} (loss {score.loss:.4f}, {score.targets:,} tokens, "
-              f"step {ckpt['step']}){bpb}{score.note}")
+              f"step {ckpt.get('step', 0)}){bpb}{score.note}")
     return 0

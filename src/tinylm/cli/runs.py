@@ -23,9 +23,11 @@ def register(subparsers) -> None:
 
 
 def format_row(row: dict) -> tuple[str, ...]:
-    date = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["time"]))
-    return (row["name"], row["preset"], str(row["step"]), f"{row['val_loss']:.4f}", row["exact_val"],
-            f"{row['wall_s']:.0f}s", date)
+    """The table's cells; "-" for what the run's metrics lines lack."""
+    date = "-" if row["time"] is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(row["time"]))
+    val = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f}"
+    wall = "-" if row["wall_s"] is None else f"{row['wall_s']:.0f}s"
+    return (row["name"], row["preset"], str(row["step"]), val, row["exact_val"], wall, date)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -111,6 +111,9 @@ def report(result, run_dir: Path, sample_chars: int) -> float:
     trainer = result.trainer
     score = score_split(trainer.evaluator.model, result.corpus.val_data, result.corpus.tokenizer.token_bytes(),
                         trainer.dtype)  # the evaluator's model is not DDP-wrapped
+    if not math.isfinite(score.loss):  # sampling and the run card would fail on NaN weights
+        raise TinyLMError(f"the loss became NaN or infinite during training: the run is saved in {run_dir}, but its "
+                          "weights are unusable; train a new run with a lower learning_rate (--set learning_rate=...)")
     bpb = f", {score.bits_per_byte:.4f} bits per byte" if score.bits_per_byte is not None else ""
     print(f"val perplexity (full split{score.note}): {math.exp(score.loss):.3f} (loss {score.loss:.4f}){bpb}")
     print(f"run saved in {run_dir}")

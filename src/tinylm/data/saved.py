@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tinylm.data.bpe import BPETokenizer
 from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer, Tokenizer
 from tinylm.errors import DataError
+from tinylm.jsonfile import read_json
 
 
 def tokenizer_from_dict(data) -> Tokenizer:
@@ -26,9 +26,4 @@ def tokenizer_from_dict(data) -> Tokenizer:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read tokenizer {path} ({exc}); prepare the data again") from None
-    return tokenizer_from_dict(data)
+    return tokenizer_from_dict(read_json(path, "prepare the data again", DataError))

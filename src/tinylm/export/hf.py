@@ -21,16 +21,19 @@ from pathlib import Path
 import torch
 
 from tinylm.config import ModelConfig, RunConfig
-from tinylm.data import CharTokenizer
+from tinylm.data import CharTokenizer, Tokenizer
 from tinylm.errors import TinyLMError
 from tinylm.export.hf_tokenizer import save_hf_tokenizer
 
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which tinylm uses
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: RunConfig, tokenizer: Tokenizer) -> None:
     """Refuse, naming the option, a model transformers cannot reproduce exactly."""
     m = cfg.model
+    if not isinstance(tokenizer, CharTokenizer):  # hf_tokenizer maps characters only; ids must match exactly
+        raise TinyLMError(f"--format hf exports character-tokenizer runs only, this run uses a {tokenizer.kind} "
+                          "tokenizer; export it with --format safetensors or onnx")
     if m.kind != "transformer":
         raise TinyLMError("kind=bigram has no transformers architecture; export it with --format safetensors or onnx")
     if m.qk_norm:

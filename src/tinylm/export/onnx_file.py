@@ -4,8 +4,8 @@
     onnxruntime.InferenceSession("exports/a1-onnx/model.onnx").run(["logits"], {"input_ids": ids})
 
 Exported with ``torch.onnx.export``; batch and sequence are dynamic axes (the sequence up to
-block_size, the model's limit). tinylm's ``config.json`` and ``tokenizer.json`` sit beside it, so a
-reader knows the vocabulary and the context length.
+block_size, the model's limit; static for block_size 1). tinylm's ``config.json`` and
+``tokenizer.json`` sit beside it, so a reader knows the vocabulary and the context length.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tinylm.config import RunConfig
-from tinylm.data import CharTokenizer
+from tinylm.data import Tokenizer
 from tinylm.training.rundir import CONFIG_NAME, TOKENIZER_NAME
 
 ONNX_NAME = "model.onnx"
@@ -38,14 +38,16 @@ class LogitsOnly(nn.Module):
         return self.model(idx)[0]
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: RunConfig, tokenizer: Tokenizer) -> None:
     """Every tinylm model traces to ONNX: nothing to refuse."""
 
 
-def write(model, tokenizer: CharTokenizer, cfg: RunConfig, ckpt: dict, out: Path) -> None:
-    T = max(2, min(8, cfg.model.block_size))  # an example shape; both axes stay dynamic
+def write(model, tokenizer: Tokenizer, cfg: RunConfig, ckpt: dict, out: Path) -> None:
+    T = min(8, cfg.model.block_size)  # an example shape; both axes stay dynamic, but see seq
     example = torch.zeros((2, T), dtype=torch.long)
-    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=cfg.model.block_size)
+    # A Dim needs a range (min < max): with block_size 1 the sequence can only be 1, so it is static.
+    seq = torch.export.Dim("sequence", min=1, max=cfg.model.block_size) if cfg.model.block_size > 1 else None
+    batch = torch.export.Dim("batch", min=1)
     with quiet_exporter():
         torch.onnx.export(LogitsOnly(model).eval(), (example,), str(out / ONNX_NAME), input_names=["input_ids"],
                           output_names=["logits"], dynamic_shapes={"idx": {0: batch, 1: seq}}, dynamo=True,

@@ -13,15 +13,15 @@ import json
 from pathlib import Path
 
 from tinylm.config import RunConfig
-from tinylm.data import CharTokenizer
+from tinylm.data import Tokenizer
 from tinylm.training.rundir import CONFIG_NAME, SAFETENSORS_NAME, TOKENIZER_NAME
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: RunConfig, tokenizer: Tokenizer) -> None:
     """Every tinylm model has safetensors weights: nothing to refuse."""
 
 
-def write(model, tokenizer: CharTokenizer, cfg: RunConfig, ckpt: dict, out: Path) -> None:
+def write(model, tokenizer: Tokenizer, cfg: RunConfig, ckpt: dict, out: Path) -> None:
     from safetensors.torch import save_model
 
     save_model(model, str(out / SAFETENSORS_NAME), metadata={"format": "pt", "step": str(ckpt.get("step", -1))})

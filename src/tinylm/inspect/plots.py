@@ -93,12 +93,14 @@ def plot_curves(runs: Mapping[str, Sequence[dict]], out: str | Path | None = Non
         color = f"C{i % 10}"  # matplotlib's default colour cycle
         if not metrics:
             raise TinyLMError(f"run {label!r} has no evaluations yet; train it for at least one eval_interval")
-        steps = [m["step"] for m in metrics]
-        ax.plot(steps, [m["train_perplexity"] for m in metrics], color=color, label=f"{label} train")
-        ax.plot(steps, [m["val_perplexity"] for m in metrics], color=color, linestyle="--", label=f"{label} val")
-        last = metrics[-1]["val_perplexity"]
-        ax.annotate(f"{last:.1f}", (steps[-1], last), textcoords="offset points", xytext=(4, 0),
-                    color=color, fontsize=8, va="center")
+        for key, style, name in (("train_perplexity", "-", "train"), ("val_perplexity", "--", "val")):
+            points = [(m["step"], m[key]) for m in metrics if key in m]  # an edited line may lack either
+            if points:
+                ax.plot(*zip(*points), color=color, linestyle=style, label=f"{label} {name}")
+        val = [(m["step"], m["val_perplexity"]) for m in metrics if "val_perplexity" in m]
+        if val:
+            ax.annotate(f"{val[-1][1]:.1f}", val[-1], textcoords="offset points", xytext=(4, 0),
+                        color=color, fontsize=8, va="center")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("perplexity (log scale)")

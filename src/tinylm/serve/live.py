@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from tinylm.data import CharTokenizer
+from tinylm.jsonfile import read_regular_file
 from tinylm.sampling import SamplingOptions, sample_texts
 from tinylm.training.rundir import RunDir, load_run
 
@@ -41,25 +41,6 @@ def file_signature(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def read_regular_file(path: Path, limit: int) -> bytes | None:
-    """Up to ``limit`` bytes of ``path``, or None unless it is a readable regular file.
-
-    Opened without blocking and checked before reading: a FIFO in its place would otherwise hold the
-    reading thread (and the server's shutdown) until something writes to it.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        try:
-            return f.read(limit)
-        except OSError:
-            return None
 
 
 @dataclass
@@ -160,8 +141,11 @@ class MetricsTail:
 
     def _complete_lines(self) -> list[str]:
         """Every line that ends in a newline; a last line still being written waits for the next poll."""
-        data = read_regular_file(self.path, MAX_METRICS_BYTES + 1)
-        if data is None:
+        try:
+            data = read_regular_file(self.path, MAX_METRICS_BYTES + 1)
+        except OSError:
+            return []
+        if data is None:  # a FIFO or device in its place is not read
             return []
         if len(data) > MAX_METRICS_BYTES:
             data = data[:MAX_METRICS_BYTES]

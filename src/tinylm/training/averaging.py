@@ -45,6 +45,11 @@ class _AveragedEvaluator:
     def __init__(self, inner, owner: WeightEMA):
         self.inner, self.owner = inner, owner
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The wrapped evaluator's model: after ``train()`` it holds the averaged weights (the ones saved)."""
+        return self.inner.model
+
     def estimate(self) -> dict[str, float]:
         with self.owner.swapped_in():
             return self.inner.estimate()

@@ -64,6 +64,34 @@ def check_checkpoint(ckpt: Any, path: str | Path) -> None:
     _check_shapes(cfg, vocab_size, {k: tuple(v.shape) for k, v in state.items()}, fail)
 
 
+def check_tokenizer(data: Any, path: str | Path, fix: str = "retrain or restore it from a copy") -> int:
+    """The vocab size of a saved tokenizer (a checkpoint's, or an export's tokenizer.json), or CheckpointError."""
+    def fail(problem: str) -> CheckpointError:
+        return CheckpointError(f"{path} {problem}; it was not written by tinylm or was edited, {fix}")
+
+    return _checked_vocab_size(data, fail)
+
+
+def check_training_state(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Raise CheckpointError unless the checkpoint's resume state has the types ``Trainer.load_state_dict`` reads.
+
+    Run after ``check_checkpoint``; a well-typed but inconsistent state still fails in the loading
+    itself, which ``resume_from`` turns into one line.
+    """
+    def fail(problem: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} cannot be resumed: {problem}; start a new run")
+
+    expected = {"optimizer": dict, "last_eval_step": int, "rng": dict, "metrics": list, "train_losses": list}
+    for key, kind in expected.items():
+        if not isinstance(ckpt.get(key), kind) or isinstance(ckpt.get(key), bool):
+            raise fail(f"its {key} is {type(ckpt.get(key)).__name__}, not {kind.__name__}")
+    rng = ckpt["rng"]
+    if not all(isinstance(rng.get(key), torch.Tensor) for key in ("torch", "loader")):
+        raise fail("its rng state has no torch and loader generator tensors")
+    if "train_weights" in ckpt:
+        _checked_state(ckpt["train_weights"], fail)
+
+
 def check_weight_shapes(cfg: RunConfig, vocab_size: int, shapes: dict[str, tuple[int, ...]], path: str | Path) -> None:
     """Raise CheckpointError unless ``shapes`` (name -> stored shape) are exactly what ``cfg`` builds."""
     def fail(problem: str) -> CheckpointError:
@@ -106,6 +134,12 @@ def _checked_state(state: Any, fail) -> dict[str, torch.Tensor]:
         raise fail("has no model weights (an empty or missing state dict)")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise fail("has model weights that are not name -> tensor")
+    odd = next((f"{k} is {v.dtype}" for k, v in state.items() if not v.is_floating_point()), None)
+    if odd:  # int, bool or complex: load_state_dict would cast them silently (complex with a warning)
+        raise fail(f"has model weights that are not floating point ({odd})")
+    broken = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
+    if broken:  # sampling from them fails deep in torch; one pass over the tensors says it at load
+        raise fail(f"has weights that are NaN or infinite ({broken}), as a training that diverged leaves them")
     return clean_state_dict(state)
 
 

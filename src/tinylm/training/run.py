@@ -12,6 +12,8 @@ continue it with ``resume=True`` or pick another directory.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +26,12 @@ from tinylm.data.cache import cached_dataset
 from tinylm.data.loader import make_loader
 from tinylm.data.shards import is_prepared, open_prepared
 from tinylm.device import resolve_device
-from tinylm.errors import CheckpointError, DataError
+from tinylm.errors import CheckpointError, ConfigError, DataError
 from tinylm.evaluate import Evaluator, utf8_bytes
 from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
 from tinylm.training.averaging import averaging_callbacks
+from tinylm.training.ckpt_checks import check_training_state
 from tinylm.training.distributed import DistContext, wrap_model
 from tinylm.training.rundir import RunDir
 from tinylm.training.tracking import require_trackers, tracking_for
@@ -119,10 +122,22 @@ def _prepared_corpus(path: str, tokenizer: Tokenizer | None) -> Corpus:
 
 def resumed_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
     """The saved config of a run, with ``--set`` overrides (e.g. a larger ``max_iters``) on top."""
-    cfg = RunConfig.from_dict(RunDir(run_dir).load_checkpoint()["config"])
+    saved = RunConfig.from_dict(RunDir(run_dir).load_checkpoint()["config"])
+    cfg = copy.deepcopy(saved)
     apply_overrides(cfg, overrides)
     validate(cfg)
+    _refuse_model_changes(saved, cfg)
     return cfg
+
+
+def _refuse_model_changes(saved: RunConfig, cfg: RunConfig) -> None:
+    """The saved weights fit only the saved model keys; dropout alone changes neither shapes nor meaning."""
+    before, after = dataclasses.asdict(saved.model), dataclasses.asdict(cfg.model)
+    changed = [f"{key} {before[key]} -> {after[key]}" for key in before
+               if before[key] != after[key] and key != "dropout"]
+    if changed:
+        raise ConfigError(f"--set changes the model's shape ({', '.join(changed)}), but a resumed run must keep "
+                          "its model keys; drop those --set items, or train a new run with another --out")
 
 
 def schedule_for(cfg: RunConfig) -> LRSchedule | None:
@@ -188,11 +203,14 @@ def run_callbacks(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, pr
 
 def resume_from(trainer: Trainer, run_dir: RunDir) -> None:
     """Load the optimizer, step and RNG state too; a checkpoint missing them is an error, not a traceback."""
+    ckpt = run_dir.load_checkpoint(map_location=trainer.device)
+    check_training_state(ckpt, run_dir.checkpoint)
     try:
-        trainer.load_state_dict(run_dir.load_checkpoint(map_location=trainer.device))
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        trainer.load_state_dict(ckpt)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""  # torch's can run to 17 lines
         raise CheckpointError(f"checkpoint {run_dir.checkpoint} cannot be resumed: its training state is "
-                              f"incomplete or malformed ({type(exc).__name__}: {exc}); start a new run") from None
+                              f"incomplete or malformed ({type(exc).__name__}: {first}); start a new run") from None
 
 
 def _silent(_: str) -> None:

@@ -13,11 +13,10 @@ killing the process at any moment leaves the previous file or the new one, whole
 
 from __future__ import annotations
 
-import errno
 import json
+import math
 import pickle
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +26,12 @@ import torch
 
 from tinylm.atomic import atomic_write, atomic_write_text
 from tinylm.config import RunConfig
-from tinylm.data import Tokenizer, load_tokenizer, tokenizer_from_dict
+from tinylm.data import Tokenizer, tokenizer_from_dict
 from tinylm.errors import CheckpointError, TinyLMError
+from tinylm.jsonfile import read_json
 from tinylm.model import build_model
-from tinylm.training.ckpt_checks import check_checkpoint, check_weight_shapes, clean_state_dict
+from tinylm.training.ckpt_checks import check_checkpoint, check_tokenizer, check_weight_shapes, clean_state_dict
+from tinylm.training.diskfull import disk_full_message, is_disk_full
 
 CHECKPOINT_NAME = "ckpt.pt"
 SAFETENSORS_NAME = "model.safetensors"  # weights only, as ``tinylm export --format safetensors`` writes them
@@ -52,8 +53,23 @@ class RunDir:
         return self.path / METRICS_NAME
 
     def refuse_existing(self) -> None:
-        if self.checkpoint.exists():
+        """A new run goes only into a new or empty directory, or one a run killed before its first save left.
+
+        Anything else (an export, a user's files) would be written over or mixed in.
+        """
+        if self.checkpoint.exists() or self.checkpoint.is_symlink():
             raise TinyLMError(f"{self.path} already holds a run; continue it with --resume or choose another --out")
+        if self.path.exists() and not self.path.is_dir():
+            raise TinyLMError(f"--out {self.path} is a file, not a directory; choose another --out")
+        try:
+            names = [p.name for p in self.path.iterdir()] if self.path.is_dir() else []
+        except OSError as exc:
+            raise TinyLMError(f"cannot list {self.path} ({exc.strerror}); choose another --out") from None
+        others = sorted(name for name in names if not _left_by_start(name))
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise TinyLMError(f"{self.path} is not empty ({shown}) and holds no run to continue; choose another "
+                              "--out (a new or empty directory), or --resume a run")
 
     def start(self, cfg: RunConfig, tokenizer: Tokenizer) -> None:
         """Create a new run: config.json and tokenizer.json, for people to read."""
@@ -69,9 +85,9 @@ class RunDir:
             save_checkpoint(self.checkpoint, state)
             atomic_write_text(self.metrics, "".join(json.dumps(m) + "\n" for m in metrics))
         except (OSError, RuntimeError) as exc:
-            if not _is_disk_full(exc):
+            if not is_disk_full(exc):
                 raise
-            raise CheckpointError(_disk_full_message(self.path, state)) from None
+            raise CheckpointError(disk_full_message(self.path, state)) from None
 
     def remove_stale_temps(self) -> list[Path]:
         """Delete temp files that a kill during a write left behind (call only as the run's one writer).
@@ -99,28 +115,60 @@ class RunDir:
     def read_metrics(self, warn: Callable[[str], None] | None = None) -> list[dict]:
         """The evaluations of the run: ``metrics.jsonl`` if present, else the checkpoint's copy.
 
-        Lines that are not whole UTF-8 JSON objects (a truncated write, a disk error) are skipped,
-        and ``warn`` (default: stderr) is told which.
+        Lines that are not evaluations (not whole UTF-8 JSON objects after a truncated write, or with
+        a field of the wrong type after an edit: see ``is_evaluation``) are skipped, and ``warn``
+        (default: stderr) is told which.
         """
-        if not self.metrics.is_file():
-            return list(self.load_checkpoint().get("metrics", []))
-        records, bad = [], []
-        for number, raw in enumerate(self.metrics.read_bytes().split(b"\n"), start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
-                record = None
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                bad.append(number)
+        if self.metrics.is_file():
+            lines = [(n, _json_object(raw)) for n, raw in enumerate(self.metrics.read_bytes().split(b"\n"), 1)
+                     if raw.strip()]
+        else:
+            saved = self.load_checkpoint().get("metrics", [])
+            lines = list(enumerate(saved if isinstance(saved, list) else [], 1))
+        bad = [number for number, record in lines if not is_evaluation(record)]
         if bad:
             shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-            (warn or _stderr)(f"tinylm: warning: skipped {len(bad)} unreadable line(s) of {self.metrics} "
-                              f"(line {shown}): not UTF-8 JSON objects, perhaps a truncated write")
-        return records
+            where = self.metrics if self.metrics.is_file() else f"the metrics in {self.checkpoint}"
+            (warn or _stderr)(f"tinylm: warning: skipped {len(bad)} unreadable line(s) of {where} (line {shown}): "
+                              "not evaluations as tinylm writes them, perhaps a truncated write or an edit")
+        return [record for _, record in lines if is_evaluation(record)]
+
+
+# What each known field of an evaluation must be; other fields pass unchecked.
+_NUMBER_FIELDS = ("train_loss", "val_loss", "train_perplexity", "val_perplexity", "val_bpb", "lr")
+MAX_TIME = 253_402_300_799  # 9999-12-31 in Unix seconds: later dates do not format
+
+
+def is_evaluation(record: Any) -> bool:
+    """A dict with a non-negative int ``step``; losses, perplexities and ``time`` finite numbers if present."""
+    if not isinstance(record, dict) or not _is_int(record.get("step")) or record["step"] < 0:
+        return False
+    numbers_ok = all(_is_finite(record[key]) for key in _NUMBER_FIELDS if key in record)
+    return numbers_ok and ("time" not in record or (_is_finite(record["time"]) and 0 <= record["time"] <= MAX_TIME))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    if _is_int(value):
+        return abs(value) <= 2**53  # larger ints do not convert to a float exactly, or at all
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _json_object(raw: bytes) -> Any:
+    """The JSON value of one metrics line, or None for a line that is not UTF-8 JSON."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        return None
+
+
+def _left_by_start(name: str) -> bool:
+    """What ``RunDir.start`` writes before the first checkpoint: config.json, tokenizer.json, their temp files."""
+    return name in (CONFIG_NAME, TOKENIZER_NAME) or any(
+        name.startswith(f".{kept}.") and name.endswith(".tmp") for kept in (CONFIG_NAME, TOKENIZER_NAME))
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -133,38 +181,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def payload_bytes(obj: Any, seen: set[int] | None = None) -> int:
-    """Bytes of the tensor storages in a nested dict/list payload (each storage once, as torch.save does)."""
-    seen = set() if seen is None else seen
-    if isinstance(obj, torch.Tensor):
-        storage = obj.untyped_storage()
-        if storage.data_ptr() in seen:
-            return 0
-        seen.add(storage.data_ptr())
-        return storage.nbytes()
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(payload_bytes(v, seen) for v in obj)
-    return 0
-
-
-def _is_disk_full(exc: BaseException | None) -> bool:
-    """ENOSPC, also when torch's zip writer re-raised it as a RuntimeError (the OSError is its context)."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _disk_full_message(run_dir: Path, state: dict[str, Any]) -> str:
-    need_mb = (payload_bytes(state) * 1.05 + 64_000) / 1e6  # + the zip's per-tensor records and metrics.jsonl
-    free_mb = shutil.disk_usage(run_dir).free / 1e6
-    return (f"disk full while writing the checkpoint in {run_dir}: it needs about {need_mb:.1f} MB free, "
-            f"{free_mb:.1f} MB are; the previous checkpoint is intact. Free some space, then continue with --resume")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -220,9 +236,8 @@ def load_safetensors_run(path: Path, device: str | torch.device = "cpu"):
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model
 
+    cfg, tokenizer = _export_config_and_tokenizer(path)
     try:
-        cfg = RunConfig.from_dict(json.loads((path / CONFIG_NAME).read_text(encoding="utf-8")))
-        tokenizer = load_tokenizer(path / TOKENIZER_NAME)
         with safe_open(path / SAFETENSORS_NAME, framework="pt") as f:
             step = int((f.metadata() or {}).get("step", -1))
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
@@ -239,3 +254,20 @@ def load_safetensors_run(path: Path, device: str | torch.device = "cpu"):
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); export it again") from None
     ckpt = {"config": cfg.to_dict(), "tokenizer": tokenizer.to_dict(), "step": step, "metrics": []}
     return model.to(device).eval(), tokenizer, cfg, ckpt
+
+
+def _export_config_and_tokenizer(path: Path) -> tuple[RunConfig, Tokenizer]:
+    """config.json and tokenizer.json of an export, with the checks a checkpoint's copies get."""
+    fix = "export the run again"
+    try:
+        cfg = RunConfig.from_dict(read_json(path / CONFIG_NAME, fix, CheckpointError))
+    except CheckpointError:
+        raise
+    except TinyLMError as exc:
+        raise CheckpointError(f"{path / CONFIG_NAME} is not a valid config ({exc}); {fix}") from None
+    data = read_json(path / TOKENIZER_NAME, fix, CheckpointError)
+    check_tokenizer(data, path / TOKENIZER_NAME, fix)
+    try:
+        return cfg, tokenizer_from_dict(data)
+    except TinyLMError as exc:
+        raise CheckpointError(f"{path / TOKENIZER_NAME} is not a tokenizer tinylm can read ({exc}); {fix}") from None
