@@ -130,3 +130,12 @@ def test_windows_line_endings_are_read_as_lf_unless_kept(tmp_path):
     path.write_bytes(b"To be,\r\nor not\r\n")
     assert read_text(path) == "To be,\nor not\n"
     assert read_text(path, keep_crlf=True) == "To be,\r\nor not\r\n"
+
+
+def test_a_cached_corpus_that_is_a_directory_is_one_line_naming_it(tmp_path, monkeypatch):
+    """$TINYLM_DATA_DIR/tinyshakespeare.txt as a directory: no IsADirectoryError, the path and the fix."""
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
+    (tmp_path / "tinyshakespeare.txt").mkdir()
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'tinyshakespeare.txt'} is not a regular file")
+                       + ".*remove it"):
+        load_text()

@@ -112,3 +112,14 @@ def test_train_with_a_text_file_twice_reuses_its_entry(cli, text_file, tmp_path)
     losses = [[{k: v for k, v in json.loads(line).items() if k != "time"} for line in
                (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("a", "b")]
     assert losses[0] == losses[1] and len(losses[0]) == 2
+
+
+def test_train_on_a_jsonl_without_the_field_names_the_prepare_command_it_needs(tmp_path):
+    """train has no --text-field: its hint is the prepare command that names the field."""
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"body": "hello world, a line of text"}\n' * 30, encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        cached_dataset(path)
+    message = str(caught.value)
+    assert "line 1 has no text field 'text'" in message and "name the field with --text-field" not in message
+    assert f"`tinylm prepare {path} --text-field NAME --out DIR`" in message

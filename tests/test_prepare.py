@@ -14,6 +14,7 @@ from tinylm.data.bpe import BPETokenizer
 from tinylm.data.prepare import PrepareOptions, prepare
 from tinylm.data.shards import open_prepared
 from tinylm.data.tokenizer import ByteTokenizer, CharTokenizer
+from tinylm.errors import DataError
 
 DOCS = ["First Citizen:\nBefore we proceed any further, hear me speak.\n", "Ünïcødé ✓ jsonl\n", "gz line", "row one",
         "row two ✓ 😀"]
@@ -89,15 +90,19 @@ def _bad_sources(tmp_path):
     (tmp_path / "nofield.jsonl").write_text('{"text": "ok"}\n{"body": "x"}\n', encoding="utf-8")
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "nocol.parquet")
     (tmp_path / "ok.txt").write_text("hello world\n" * 10, encoding="utf-8")
+    (tmp_path / "surrogate.jsonl").write_text('{"text": "ok"}\n{"text": "hello \\ud800 world"}\n', encoding="utf-8")
     return [
         ([str(tmp_path / "missing.txt")], "source not found: "),
         ([str(tmp_path / "empty")], "holds no files"),
-        ([str(tmp_path / "bins")], "1 binary file(s) skipped and none left"),
+        ([str(tmp_path / "bins")], "1 binary file(s) skipped and none left (a NUL byte in the first 8 KB, e.g. "),
         ([str(tmp_path / "latin1.txt")], "latin1.txt is not UTF-8 (bad byte at offset 3)"),
         ([str(tmp_path / "bad.jsonl")], "bad.jsonl line 2 is not JSON"),
         ([str(tmp_path / "nofield.jsonl")], "nofield.jsonl line 2 has no text field 'text'"),
         ([str(tmp_path / "nocol.parquet")], "has no column 'text' (columns: body)"),
         ([str(tmp_path / "ok.txt"), "--tokenizer", "bpe", "--vocab-size", "256"], "use at least 257"),
+        ([str(tmp_path / "surrogate.jsonl")], "surrogate.jsonl line 2 escapes a lone surrogate"),
+        *[([str(tmp_path / "ok.txt"), "--tokenizer", "bpe", "--vocab-size", "300", "--bpe-sample-mb", mb],
+           f"--bpe-sample-mb {mb} must be a finite number") for mb in ("nan", "inf", "0.0")],
     ]
 
 
@@ -201,3 +206,81 @@ def test_a_killed_prepares_temp_dir_is_removed_by_the_next_one(tmp_path):
     (stale / "sub").mkdir(parents=True)
     prepare([str(tmp_path / "a.txt")], tmp_path / "out", PrepareOptions(tokenizer="byte", progress=False))
     assert not stale.exists() and (tmp_path / "out" / "meta.json").is_file()
+
+
+def test_a_prepare_killed_between_its_two_renames_gets_the_old_dataset_back(tmp_path):
+    """--force renames the old dataset aside, the new one in, then deletes the old: a kill in between
+    leaves the old one whole beside ``out``, and the next prepare of ``out`` puts it back first."""
+    ds, before = _dataset_to_keep(tmp_path)
+    aside = tmp_path / ".ds.old-999999999"  # no such process: killed mid-swap
+    ds.rename(aside)
+    with pytest.raises(DataError, match="already holds a prepared dataset"):  # back, so --force is needed again
+        prepare([str(tmp_path / "a.txt")], ds, PrepareOptions(tokenizer="byte", progress=False))
+    assert {p.name: p.read_bytes() for p in ds.iterdir()} == before and not aside.exists()
+    (tmp_path / ".ds.old-999999998").mkdir()  # a swap that finished but was killed while deleting
+    prepare([str(tmp_path / "a.txt")], ds, PrepareOptions(tokenizer="char", force=True, progress=False))
+    assert not list(tmp_path.glob(".ds.*")) and json.loads((ds / "meta.json").read_text())["tokenizer"] == "char"
+
+
+def _dataset_to_keep(tmp_path):
+    (tmp_path / "a.txt").write_text("hello world\n" * 20, encoding="utf-8")
+    ds = tmp_path / "ds"
+    prepare([str(tmp_path / "a.txt")], ds, PrepareOptions(tokenizer="byte", progress=False))
+    return ds, {p.name: p.read_bytes() for p in ds.iterdir()}
+
+
+@pytest.mark.parametrize("case, message", [
+    ("dot", "is the current directory or holds it"), ("parent", "is the current directory or holds it"),
+    ("symlink", "is a symbolic link; give the directory it points to"), ("source_inside", "is inside --out"),
+])
+def test_an_out_that_holds_the_cwd_or_a_source_or_is_a_symlink_is_refused_and_the_dataset_kept(
+        tmp_path, monkeypatch, capsys, case, message):
+    """`prepare --out . --force` inside a dataset once deleted it; such an --out is one line and deletes nothing."""
+    from tinylm.cli import main
+
+    ds, before = _dataset_to_keep(tmp_path)
+    (tmp_path / "link").symlink_to(ds)
+    monkeypatch.chdir(ds if case in ("dot", "parent") else tmp_path)
+    source, out = {"dot": ("../a.txt", "."), "parent": ("../a.txt", ".."), "symlink": ("a.txt", "link"),
+                   "source_inside": ("ds/tokenizer.json", "ds")}[case]
+    assert main(["prepare", source, "--out", out, "--force", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert {p.name: p.read_bytes() for p in ds.iterdir()} == before
+    assert not list(tmp_path.glob(".*.tmp-*")) and not list(ds.glob(".*"))
+
+
+def test_a_directory_source_skips_hidden_paths_and_the_dataset_prepared_inside_it(tmp_path):
+    """.git/config and prepare's own output (--out inside the source, then --force) are never corpus."""
+    corp = tmp_path / "corp"
+    (corp / ".git").mkdir(parents=True)
+    (corp / ".git" / "config").write_text("[core]\n", encoding="utf-8")
+    (corp / "sub").mkdir()
+    (corp / "sub" / "a.txt").write_text("hello world\n" * 20, encoding="utf-8")
+    for force in (False, True):
+        meta = prepare([str(corp)], corp / "ds", PrepareOptions(tokenizer="byte", progress=False, force=force))
+        assert [s["path"] for s in meta["sources"]] == [str(corp / "sub" / "a.txt")]
+        assert meta["splits"]["train"]["bytes"] + meta["splits"]["val"]["bytes"] == 12 * 20
+
+
+def test_a_utf8_file_named_outright_is_text_even_with_a_nul_byte(tmp_path):
+    """NUL is UTF-8: a file asked for by name is read; only files a directory turns up are sniffed as binary."""
+    (tmp_path / "nul.txt").write_bytes(b"hello\x00world\n" * 20)
+    prepare([str(tmp_path / "nul.txt")], tmp_path / "out", PrepareOptions(tokenizer="byte", progress=False))
+    data = open_prepared(tmp_path / "out")
+    assert ByteTokenizer().decode(np.concatenate([data.train, data.val])) == "hello\x00world\n" * 20
+
+
+def test_prepare_syncs_the_shards_before_meta_json_and_the_directory_after_the_rename(tmp_path, monkeypatch):
+    """A power loss must not leave a meta.json vouching for shards that never reached the disk."""
+    from tinylm.data import prepare as prepare_module
+
+    synced = []
+    real = prepare_module._fsync
+    monkeypatch.setattr(prepare_module, "_fsync",  # (name, whether a meta.json exists yet), then the real sync
+                        lambda path: (synced.append((path.name, any(tmp_path.rglob("meta.json")))), real(path)))
+    (tmp_path / "a.txt").write_text("hello\n" * 100, encoding="utf-8")
+    prepare([str(tmp_path / "a.txt")], tmp_path / "out", PrepareOptions(tokenizer="byte", progress=False))
+    before_meta = {name for name, meta_there in synced if not meta_there}
+    assert {"train.bin", "val.bin", "tokenizer.json"} <= before_meta
+    assert synced[-1] == (tmp_path.name, True)  # last: the directory holding the renamed dataset

@@ -148,3 +148,55 @@ def test_a_shard_with_ids_outside_the_vocabulary_is_one_line(cli, small_text, tm
                *[a for kv in TINY + ["max_iters=2", "eval_interval=1"] for a in ("--set", kv)])
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "token id 60000" in done.stderr and "outside the vocabulary (257 tokens)" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def byte_dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    (folder / "a.txt").write_text("hello world\n" * 50, encoding="utf-8")
+    prepare([str(folder / "a.txt")], folder / "ds", PrepareOptions(tokenizer="byte", progress=False))
+    return folder / "ds"
+
+
+def _set(*keys_and_value):
+    """meta.json's text -> that text with ``meta[k1][k2]... = value``."""
+    *keys, value = keys_and_value
+
+    def edit(text):
+        meta = json.loads(text)
+        inner = meta
+        for key in keys[:-1]:
+            inner = inner[key]
+        inner[keys[-1]] = value
+        return json.dumps(meta)
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set("dtype", "float16"), "dtype 'float16' is not uint16 or uint32"),
+    (_set("dtype", "V2"), "dtype 'V2' is not"),
+    (_set("dtype", {"names": ["a"], "formats": ["u2"]}), "dtype {'names'"),
+    (_set("dtype", "int16"), "dtype 'int16' is not"),  # negative ids would index embeddings from the end
+    (_set("splits", "train", "tokens", 540.7), "splits.train.tokens is 540.7, not a whole number >= 0"),
+    (_set("splits", "train", "tokens", True), "splits.train.tokens is True"),
+    (lambda text: text.replace('"tokens": 540', '"tokens": Infinity'), "splits.train.tokens is inf"),
+    (_set("splits", "val", "bytes", "x"), "splits.val.bytes is 'x'"),
+    (_set("splits", "val", "bytes", -5), "splits.val.bytes is -5"),
+    (_set("splits", "val", "bytes", None), "splits.val.bytes is None"),
+    (_set("splits", "val", [1]), "splits.val.tokens is None"),
+    (lambda text: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    (lambda text: "[]", "not a JSON object with splits"),
+])
+def test_a_hostile_meta_json_is_one_line_naming_the_field(byte_dataset, tmp_path, edit, message):
+    """open_prepared checks every field readers use: unsigned dtypes, whole non-negative counts, sane JSON."""
+    import shutil
+
+    from tinylm.data.shards import open_prepared
+    from tinylm.errors import DataError
+
+    ds = tmp_path / "ds"
+    shutil.copytree(byte_dataset, ds)
+    (ds / "meta.json").write_text(edit((ds / "meta.json").read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        open_prepared(ds)
+    assert message in str(caught.value) and "\n" not in str(caught.value) and str(ds) in str(caught.value)

@@ -118,3 +118,25 @@ def test_tokens_show_as_text_for_charts():
     tok = ByteTokenizer()
     assert tok.token_text(104) == "h" and tok.token_text(0xC3) == "<0xC3>" and tok.token_text(256) == "<|endoftext|>"
     assert len(tok.chars) == 257 and CharTokenizer.from_text("ab").chars == ["a", "b"]
+
+
+def _renumber_last(model):
+    last = max(model["vocab"], key=model["vocab"].get)
+    model["vocab"][last] += 5
+
+
+def _foreign_token(model):
+    """The last token (and the merge that made it) swapped for a character no byte stands for."""
+    last = max(model["vocab"], key=model["vocab"].get)
+    model["vocab"]["日"] = model["vocab"].pop(last)
+    model["merges"] = [m for m in model["merges"] if "".join(m.split(" ") if isinstance(m, str) else m) != last]
+
+
+@pytest.mark.parametrize("edit, message", [(_renumber_last, "ids are not 0..299 without gaps"),
+                                           (_foreign_token, "token '日' is not GPT-2 byte-level")])
+def test_a_bpe_file_that_is_not_gpt2_byte_level_is_refused_when_loaded(bpe, edit, message):
+    """Hugging Face loads these; token_bytes_table would raise TypeError/KeyError later, so loading says why."""
+    data = bpe.to_dict()
+    edit(data["model"])
+    with pytest.raises(DataError, match=message):
+        tokenizer_from_dict(data)

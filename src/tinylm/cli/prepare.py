@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise DataError(f"--vocab-size {args.vocab_size} is too small for byte-level BPE; use at least 257")
     if not 0 < args.val_fraction < 1 or args.val_docs < 0:
         raise DataError("--val-fraction must be in (0, 1) and --val-docs >= 0")
+    if not 0 < args.bpe_sample_mb < math.inf:  # also refuses nan, which float() accepts
+        raise DataError(f"--bpe-sample-mb {args.bpe_sample_mb} must be a finite number of megabytes > 0, e.g. 200")
     sources = [str(tinyshakespeare_path()) if s == "tinyshakespeare" and not Path(s).exists() else s
                for s in args.sources]
     opts = PrepareOptions(tokenizer=args.tokenizer, vocab_size=args.vocab_size, text_field=args.text_field,

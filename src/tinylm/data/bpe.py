@@ -93,9 +93,26 @@ class BPETokenizer(Tokenizer):
         from tokenizers import Tokenizer as HFTokenizer
 
         try:
-            return cls(HFTokenizer.from_str(json.dumps(data)))
+            tokenizer = cls(HFTokenizer.from_str(json.dumps(data)))
         except Exception as exc:  # noqa: BLE001 - the library raises its own types for a malformed file
             raise DataError(f"the BPE tokenizer description is malformed ({exc}); prepare the data again") from None
+        tokenizer.check_byte_level()
+        return tokenizer
+
+    def check_byte_level(self) -> None:
+        """Ids 0..V-1 without gaps, every token but end-of-text spelled in GPT-2's byte stand-ins.
+
+        Hugging Face loads other BPE files too; ``token_bytes_table`` and the shards need these two facts.
+        """
+        vocab = self.hf.get_vocab(with_added_tokens=True)
+        if sorted(vocab.values()) != list(range(self.vocab_size)):
+            raise DataError(f"the BPE tokenizer's ids are not 0..{self.vocab_size - 1} without gaps; "
+                            "it was not made by tinylm prepare: prepare the data again")
+        to_byte = byte_stand_ins()
+        foreign = [token for token, i in vocab.items() if i != self.eot_id and not set(token) <= to_byte.keys()]
+        if foreign:
+            raise DataError(f"the BPE tokenizer's token {foreign[0][:20]!r} is not GPT-2 byte-level (no bytes "
+                            "stand for it); prepare the data again with a byte-level BPE")
 
 
 def require_module(name: str, what: str) -> None:

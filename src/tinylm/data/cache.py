@@ -21,6 +21,7 @@ from pathlib import Path
 from tinylm.atomic import process_is_gone
 from tinylm.data.prepare import PrepareOptions, prepare
 from tinylm.data.shards import META_NAME, open_prepared
+from tinylm.data.sources import MissingFieldError
 from tinylm.data.text import check_text_file, data_dir
 from tinylm.data.tokenizer import Tokenizer, UnknownCharactersError
 from tinylm.errors import DataError
@@ -69,6 +70,9 @@ def _build(text_file: Path, entry: Path, opts: PrepareOptions, tokenizer: Tokeni
         shown = " ".join(repr(ch) for ch in exc.unknown)
         raise DataError(f"data file {text_file} has characters this run never saw in training: {shown}; give the "
                         "data the run was trained on (--data), or train a new run on this file") from None
+    except MissingFieldError as exc:  # train has no --text-field: prepare names the field
+        raise DataError(f"{exc.where}; prepare it with `tinylm prepare {text_file} --text-field NAME --out DIR` "
+                        "and train with --data DIR") from None
     try:
         if entry.exists() and not _intact(entry):
             shutil.rmtree(entry, ignore_errors=True)  # damaged: ours replaces it

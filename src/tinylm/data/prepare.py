@@ -5,7 +5,8 @@
 The output directory holds ``train.bin`` and ``val.bin`` (raw token ids, uint16 when the vocabulary
 fits, else uint32), ``tokenizer.json`` and ``meta.json`` (kind, vocab size, dtype, tokens and UTF-8
 bytes per split, every source with its size and sha256). It is written into a temp directory beside
-the target and renamed at the end: an interrupted prepare leaves no dataset that looks complete.
+the target, synced to disk and renamed at the end: an interrupted prepare (or a power loss) leaves no
+dataset that looks complete. ``out`` may not be a symlink, hold the current directory or hold a source.
 Documents are joined with the end-of-text token (byte, BPE) or a blank line (char, several documents).
 """
 
@@ -54,15 +55,10 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions, tokenizer
 
     ``tokenizer``: encode with this one (a run's) instead of building ``opts.tokenizer`` from the corpus.
     """
-    out = Path(out)
-    if (out / META_NAME).exists() and not opts.force:
-        raise DataError(f"{out} already holds a prepared dataset; pass --force to replace it or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and not (out / META_NAME).exists() and any(out.iterdir()):
-        # never delete files that are not a dataset, --force or not
-        raise DataError(f"{out} is a directory with other files in it, not a dataset; choose another --out")
+    _restore_interrupted_swap(Path(out).absolute())
+    out = _checked_out(Path(out), opts.force)
     found = expand_sources(sources)
+    _refuse_sources_inside(found, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -71,9 +67,7 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions, tokenizer
         tmp.mkdir()
         meta = _write_dataset(found, tmp, opts, tokenizer)
         with hold_interrupts():  # the old dataset goes only when the new one takes its place
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
+            _swap_into_place(tmp, out)
         return meta
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -83,6 +77,68 @@ def prepare(sources: list[str], out: str | Path, opts: PrepareOptions, tokenizer
     finally:
         with hold_interrupts():  # a second Ctrl-C must not leave half a temp dir
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _checked_out(out: Path, force: bool) -> Path:
+    """``out`` made absolute, refused where replacing it could destroy something that is not this dataset.
+
+    Resolved first: ``--out .`` has no name to put a temp dir beside, and its rmtree would empty the
+    shell's directory. A symlink is refused, not followed: replacing it would delete where it points.
+    """
+    if out.is_symlink():
+        raise DataError(f"--out {out} is a symbolic link; give the directory it points to ({out.resolve()}) "
+                        "or another --out")
+    out = out.resolve()
+    if Path.cwd().is_relative_to(out):
+        raise DataError(f"--out {out} is the current directory or holds it; run prepare from outside it "
+                        "or choose another --out")
+    if (out / META_NAME).exists() and not force:
+        raise DataError(f"{out} already holds a prepared dataset; pass --force to replace it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and not (out / META_NAME).exists() and any(out.iterdir()):
+        # never delete files that are not a dataset, --force or not
+        raise DataError(f"{out} is a directory with other files in it, not a dataset; choose another --out")
+    return out
+
+
+def _refuse_sources_inside(found: SourceFiles, out: Path) -> None:
+    """Replacing ``out`` must not delete what it was made from (``prepare out/tokenizer.json --out out``)."""
+    inside = [p for p in found.files if p.resolve().is_relative_to(out)]
+    if inside:
+        raise DataError(f"source {inside[0]} is inside --out {out}, which prepare replaces; "
+                        "move the source out or choose another --out")
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``. An old dataset is renamed aside first and deleted only afterwards, so
+    no kill leaves ``out`` empty-handed while a large rmtree runs: between the two renames the old one
+    sits whole at ``.{name}.old-PID``, and the next prepare of ``out`` puts it back."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    _fsync(out.parent)  # the renames themselves survive a power loss
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _restore_interrupted_swap(out: Path) -> None:
+    """A prepare killed between its two renames left the old dataset aside and ``out`` missing: put it back."""
+    for aside in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if process_is_gone(aside.name.rsplit("-", 1)[-1]):
+            if not out.exists() and not out.is_symlink():
+                aside.rename(out)
+            else:  # the swap finished; only the deletion was cut short
+                shutil.rmtree(aside, ignore_errors=True)
 
 
 def _remove_stale_temp_dirs(out: Path) -> None:
@@ -149,6 +205,8 @@ def _write_dataset(found: SourceFiles, tmp: Path, opts: PrepareOptions, tokenize
         "tinylm_version": opts.version, "seconds": seconds,
     }
     tokenizer.save(tmp / TOKENIZER_NAME)
+    for path in (*splits.values(), tmp / TOKENIZER_NAME, tmp):  # on disk before the meta.json that vouches for them
+        _fsync(path)
     atomic_write_text(tmp / META_NAME, json.dumps(meta, indent=2))  # last: its presence marks a whole dataset
     return meta
 

@@ -6,8 +6,10 @@
 
 A text file (any UTF-8 file) is one document, read in pieces cut after a newline; a ``.jsonl`` /
 ``.jsonl.gz`` line is one document (its ``text_field``); so is a ``.parquet`` row (read in record
-batches). Binary files (a NUL byte near the start) are skipped and counted. Nothing is read whole; text
-is cut only where no token changes (``safe_cut``).
+batches). Files a directory or glob turns up are skipped and counted when binary (a NUL byte near the
+start); a file named outright is text if it is UTF-8, NULs and all. A directory's hidden paths (.git,
+prepare's temp dirs) and prepared datasets in it are not corpus. Nothing is read whole; text is cut
+only where no token changes (``safe_cut``).
 """
 
 from __future__ import annotations
@@ -17,15 +19,27 @@ import glob
 import gzip
 import hashlib
 import json
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tinylm.data.shards import holds_dataset
 from tinylm.errors import DataError
 
 CHUNK_BYTES = 1 << 20
 CUT_SEARCH = 1 << 16  # characters searched back for a safe cut before the rest waits for the next chunk
 SNIFF_BYTES = 8192
+SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can escape one; UTF-8 cannot encode it
+
+
+class MissingFieldError(DataError):
+    """A .jsonl line or .parquet file without the text field; ``where`` says which (the fix is the command's)."""
+
+    def __init__(self, where: str):
+        super().__init__(f"{where}; name the field with --text-field")
+        self.where = where
 
 
 @dataclass
@@ -55,12 +69,21 @@ def _looks_binary(path: Path) -> bool:
 def _matches(source: str) -> list[Path]:
     path = Path(source)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return _directory_files(path)
     if path.is_file():
         return [path]
     if glob.has_magic(source):
         return sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
     raise DataError(f"source not found: {source}; give text files, directories, globs, .jsonl(.gz) or .parquet files")
+
+
+def _directory_files(root: Path) -> list[Path]:
+    """Every file below ``root`` but hidden paths and prepared datasets (an --out inside its own source)."""
+    found = []
+    for folder, dirs, files in os.walk(root):  # like rglob: symlinked directories are not entered
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not holds_dataset(Path(folder, d))]
+        found += [Path(folder, f) for f in files if not f.startswith(".") and Path(folder, f).is_file()]
+    return sorted(found)
 
 
 def expand_sources(sources: list[str]) -> SourceFiles:
@@ -69,6 +92,7 @@ def expand_sources(sources: list[str]) -> SourceFiles:
     seen: set[tuple[int, int]] = set()  # (device, inode): the same file through two names or a link
     for source in sources:
         matches = _matches(source)
+        named = Path(source).is_file()  # asked for by name: UTF-8 decides, not a NUL byte
         if not matches:
             raise DataError(f"source {source} holds no files; point at a directory or glob with text in it")
         for path in matches:
@@ -76,13 +100,15 @@ def expand_sources(sources: list[str]) -> SourceFiles:
             if (stat.st_dev, stat.st_ino) in seen:
                 continue
             seen.add((stat.st_dev, stat.st_ino))
-            if kind_of(path) == "text" and _looks_binary(path):
+            if kind_of(path) == "text" and not named and _looks_binary(path):
                 found.skipped_binary.append(path)
             else:
                 found.files.append(path)
     if not found.files:
-        raise DataError(f"no text in the sources: {len(found.skipped_binary)} binary file(s) skipped and none left; "
-                        "give UTF-8 text, .jsonl or .parquet files")
+        example = f", e.g. {found.skipped_binary[0]}" if found.skipped_binary else ""
+        raise DataError(f"no text in the sources: {len(found.skipped_binary)} binary file(s) skipped and none left "
+                        f"(a NUL byte in the first {SNIFF_BYTES // 1024} KB{example}); "
+                        "give UTF-8 text, .jsonl or .parquet files, or name a text file with NULs outright")
     return found
 
 
@@ -179,8 +205,10 @@ def _jsonl_pieces(path: Path, text_field: str, errors: str, on_bytes) -> Iterato
                 raise DataError(f"{path} line {number} is not JSON in UTF-8; fix or remove that line") from None
             text = record.get(text_field) if isinstance(record, dict) else None
             if not isinstance(text, str):
-                raise DataError(f"{path} line {number} has no text field {text_field!r}; "
-                                "name the field with --text-field")
+                raise MissingFieldError(f"{path} line {number} has no text field {text_field!r}")
+            if SURROGATE.search(text):
+                raise DataError(f"{path} line {number} escapes a lone surrogate (like \\ud800), which is not "
+                                "text and has no UTF-8; fix or remove that line")
             yield text, True
 
 
@@ -195,8 +223,8 @@ def _parquet_pieces(path: Path, text_field: str, on_bytes) -> Iterator[tuple[str
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
         raise DataError(f"{path} is not a readable parquet file ({exc})") from None
     if text_field not in parquet.schema_arrow.names:
-        raise DataError(f"{path} has no column {text_field!r} (columns: {', '.join(parquet.schema_arrow.names)}); "
-                        "name it with --text-field")
+        raise MissingFieldError(f"{path} has no column {text_field!r} (columns: "
+                                f"{', '.join(parquet.schema_arrow.names)})")
     size, rows = path.stat().st_size, max(parquet.metadata.num_rows, 1)
     for batch in parquet.iter_batches(batch_size=1024, columns=[text_field]):
         on_bytes(size * batch.num_rows // rows)  # compressed bytes, shared out over the rows

@@ -41,6 +41,9 @@ def _problem_with(blob: bytes) -> str | None:
 def tinyshakespeare_path() -> Path:
     """The verified cache file, downloading it on first use."""
     path = data_dir() / "tinyshakespeare.txt"
+    if path.exists() and not path.is_file():
+        raise DataError(f"cached corpus {path} is not a regular file (a directory or device); remove it to "
+                        "download again, or set TINYLM_DATA_DIR to another directory")
     if path.exists():
         problem = _problem_with(path.read_bytes())
         if problem:
