@@ -11,6 +11,7 @@ breaks out of its quotes shows up as a changed or duplicate argument, as it woul
     api = FakeRunPod(ssh_port=2222, authorized_keys=Path("keys")); api.start()
     os.environ["RUNPOD_API_BASE_URL"] = api.url
     api.calls["podTerminate"]   # how many terminations were asked for
+    api.scripted["pod"] = [{"errors": []}]   # the next `pod` query gets this answer (JSON, raw bytes or Slow)
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -94,6 +97,14 @@ def input_of(query: str, operation: str) -> dict:
     return parser.value()
 
 
+@dataclass
+class Slow:
+    """An answer sent one byte every ``delay`` seconds (a stalled or hostile server)."""
+
+    body: bytes
+    delay: float
+
+
 GPUS = [{"id": "NVIDIA GeForce RTX 4090", "displayName": "RTX 4090", "memoryInGb": 24},
         {"id": "NVIDIA A100 80GB PCIe", "displayName": "A100 PCIe", "memoryInGb": 80},
         {"id": "NVIDIA H100 80GB HBM3", "displayName": "H100 SXM", "memoryInGb": 80}]
@@ -106,6 +117,8 @@ class FakeRunPod:
         self.authorized_keys = authorized_keys
         self.api_key = api_key or f"rp_test_{secrets.token_hex(12)}"  # the only valid key
         self.starting_polls = 1  # `pod` answers without a runtime this many times first, like a booting pod
+        self.next_pod_id: object = None  # the id the next created pod gets (a test may make it odd), else fakepodN
+        self.scripted: dict[str, list] = {}  # operation -> answers given instead of the real ones, in order
         self.pods: dict[str, dict] = {}  # each with the decoded "input" and the raw "query" that made it
         self.last_query = ""
         self.calls: Counter = Counter()
@@ -120,13 +133,15 @@ class FakeRunPod:
         self.server.shutdown()
         self.server.server_close()
 
-    def answer(self, query: str) -> dict:
+    def answer(self, query: str) -> object:
         with self.lock:
             for name, handle in [("podFindAndDeployOnDemand", self._create), ("podTerminate", self._terminate),
                                  ("podStop", self._stop), ("gpuTypes", self._gpus), ("pod(", self._pod)]:
                 if name in query:
                     self.calls[name.rstrip("(")] += 1
                     self.last_query = query
+                    if self.scripted.get(name.rstrip("(")):
+                        return self.scripted[name.rstrip("(")].pop(0)
                     try:
                         return {"data": handle(input_of(query, name.rstrip("(")))}
                     except GraphQLInputError as exc:
@@ -134,13 +149,14 @@ class FakeRunPod:
         return {"errors": [{"message": "the RunPod stand-in does not know this query"}]}
 
     def _create(self, args: dict) -> dict:
-        pod_id = f"fakepod{len(self.pods) + 1}"
+        given = self.next_pod_id if self.next_pod_id is not None else f"fakepod{len(self.pods) + 1}"
+        pod_id = str(given)
         env = {item["key"]: item["value"] for item in args.get("env", [])}
         with self.authorized_keys.open("a") as f:
             f.write(env["PUBLIC_KEY"] + "\n")
         self.pods[pod_id] = {"id": pod_id, "gpu": args["gpuTypeId"], "polls": 0, "status": "RUNNING",
                                "input": args, "query": self.last_query}
-        return {"podFindAndDeployOnDemand": {"id": pod_id, "imageName": "img", "env": [], "machineId": "m1",
+        return {"podFindAndDeployOnDemand": {"id": given, "imageName": "img", "env": [], "machineId": "m1",
                                              "machine": {"podHostId": f"{pod_id}-host"}}}
 
     def _pod(self, args: dict) -> dict:
@@ -182,13 +198,20 @@ class FakeRunPod:
                     return self._send(401, {"error": "Unauthorized"})
                 return self._send(200, fake.answer(json.loads(body)["query"]))
 
-            def _send(self, status: int, payload: dict):
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, payload: object):
+                if isinstance(payload, Slow):
+                    data, step, delay = payload.body, 1, payload.delay
+                else:
+                    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                    step, delay = max(1, len(data)), 0.0
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                for start in range(0, len(data), step):
+                    self.wfile.write(data[start:start + step])
+                    self.wfile.flush()
+                    time.sleep(delay)
 
             def log_message(self, *args):  # keep pytest output clean
                 pass

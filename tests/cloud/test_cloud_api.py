@@ -37,9 +37,9 @@ def test_commands_are_quoted_and_keys_private(tmp_path):
     target = SSHTarget.parse("ubuntu@[2001:db8::1]:2222", keys)
     argv = target.ssh_argv("echo hi")
     assert argv[-2:] == ["ubuntu@2001:db8::1", "echo hi"] and "StrictHostKeyChecking=accept-new" in argv
-    assert f"UserKnownHostsFile={keys.known_hosts}" in argv and "BatchMode=yes" in argv
+    assert f'UserKnownHostsFile="{keys.known_hosts}"' in argv and "BatchMode=yes" in argv
     pull = target.rsync_argv(["runs/a b/"], "out/", pull=True)
-    assert pull[-2:] == ["ubuntu@[2001:db8::1]:runs/a b/", "out/"]
+    assert pull[-3:] == ["--", "ubuntu@[2001:db8::1]:runs/a b/", "out/"]
     assert shlex.split(pull[pull.index("-e") + 1])[0] == "ssh"
     assert SSHTarget.parse("10.0.0.1", keys).address == "root@10.0.0.1:22"
 

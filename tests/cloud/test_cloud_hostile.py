@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tinylm.cloud.job import RemoteJob, local_torch_version, setup_script
+from tinylm.cloud.runpod_provider import RunPodProvider
 from tinylm.cloud.ssh import ProjectKeys, SSHTarget
 from tinylm.cloud.target import Target
 from tinylm.errors import TinyLMError
@@ -92,13 +93,17 @@ def test_state_file_is_checked_when_read(project, tmp_path):
 
 def test_hostile_directory_name_stays_a_name_at_runpod(project):
     hostile = 'q", gpuCount: 8, cloudType: SECURE, name: "z'
+    project.monkeypatch.setenv("RUNPOD_API_BASE_URL", project.api.url)
+    pod_id = RunPodProvider(project.api.api_key).create(f"tinylm-{hostile}", "NVIDIA GeForce RTX 4090", "img", 20,
+                                                        "ssh-ed25519 AAAA")
+    sent = project.api.pods[pod_id]["input"]  # decoded as a GraphQL server decodes it
+    assert sent["name"] == f"tinylm-{hostile}" and sent["gpuCount"] == "1" and sent["cloudType"] == "ALL"
+    # ssh cannot be told a key path holding '"' safely (its -o text is parsed): one line, before any pod
     project.work = project.work / hostile
     project.work.mkdir()
     result = project.main("up", "--remote-dir", str(project.remote))
-    assert result.returncode == 0, result.stderr
-    sent = project.api.pods["fakepod1"]["input"]  # decoded as a GraphQL server decodes it
-    assert sent["name"] == f"tinylm-{hostile}"[:60] and sent["gpuCount"] == "1" and sent["cloudType"] == "ALL"
-    assert project.main("down").returncode == 0
+    assert result.returncode == 2 and "ssh cannot be given the path" in result.stderr, result.stderr
+    assert project.api.calls["podFindAndDeployOnDemand"] == 1
 
 
 def test_remote_python_given_to_up_is_kept_by_the_next_host_call(project):

@@ -12,11 +12,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 from tinylm.errors import TinyLMError
+
+MAX_MINUTES = 366 * 24 * 60  # a watchdog a year away is as good as none; beyond that the date math overflows
+MAX_WAIT_S = 24 * 3600
 
 
 def _add_host(parser: argparse.ArgumentParser) -> None:
@@ -43,11 +47,17 @@ def _add_up_options(parser: argparse.ArgumentParser) -> None:
                              "(also $TINYLM_CLOUD_REMOTE_PYTHON)")
 
 
+def _check_span(option: str, value: float | None, most: float) -> None:
+    """A finite, positive number of seconds or minutes (argparse's float() also takes 'nan' and 'inf')."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= most):
+        raise TinyLMError(f"{option} must be a number above 0 and at most {most:g}, got {value}")
+
+
 def _up_options(args: argparse.Namespace):
     from tinylm.cloud.session import UpOptions
 
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise TinyLMError(f"--max-minutes must be positive, got {args.max_minutes}")
+    _check_span("--max-minutes", args.max_minutes, MAX_MINUTES)
+    _check_span("--wait-timeout", args.wait_timeout, MAX_WAIT_S)
     if args.gpus < 1:
         raise TinyLMError(f"--gpus must be at least 1, got {args.gpus}")
     return UpOptions(args.host, args.gpu, args.image, args.disk, args.max_minutes, args.wait_timeout,
@@ -113,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinylm.cli.common import config_from_args
     from tinylm.cloud.job import ConnectionDropped, check_name
     from tinylm.cloud.session import CloudState, check_run_inputs, state_dir
+    from tinylm.cloud.state import check_local_out
 
     state = CloudState.load(state_dir())
     cfg = None if args.attach else config_from_args(args)[0]  # a bad config fails here, before any pod
@@ -120,6 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_run_inputs(cfg)  # and a bad --data file too, before any pod or upload
     if args.name is not None:
         check_name(args.name)
+    if args.out is not None:
+        check_local_out(args.out)
     ctx: dict = {}
     down = args.down
     try:
@@ -217,7 +230,7 @@ def register(subparsers) -> None:
     add_config_arguments(train)
     _add_up_options(train)
     train.add_argument("--name", help="run name (default: PRESET-DATE-TIME); the run comes back to runs/NAME")
-    train.add_argument("--out", metavar="DIR", help="local run directory (default: runs/NAME)")
+    train.add_argument("--out", metavar="DIR", help="local run directory, inside this project (default: runs/NAME)")
     train.add_argument("--down", action="store_true", help="terminate the pod when the run ends, whatever happens")
     train.add_argument("--attach", action="store_true", help="reconnect to the last run: stream, then fetch")
     train.add_argument("--sample-chars", type=int, default=0, metavar="N", help="characters to sample at the end")

@@ -17,6 +17,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 
+from tinylm.cloud.runpod_api import one_line
 from tinylm.cloud.runpod_provider import CloudError
 from tinylm.cloud.ssh import clean_env
 from tinylm.cloud.target import Target
@@ -56,8 +57,9 @@ class ConnectionDropped(CloudError):
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise CloudError(f"run name must be letters, digits, '.', '_' or '-' (at most 100), got {name!r}")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: '$' alone lets a final newline by
+        raise CloudError("run name must be letters, digits, '.', '_' or '-' (at most 100), "
+                         f"got {one_line(repr(name), 120)}")
     return name
 
 
@@ -133,7 +135,7 @@ class RemoteJob:
     def exit_code(self) -> int:
         text = self.target.check(f"cat {shlex.quote(self.job_dir)}/exit_code 2>/dev/null || echo none",
                                  "reading the exit code").strip()
-        if not text.lstrip("-").isdigit():
+        if not re.fullmatch(r"-?[0-9]{1,10}", text):  # ASCII digits only: str.isdigit() also takes '²'
             raise CloudError(f"the run {self.name} on {self.target.ssh.address} stopped without an exit code "
                              "(killed, or the machine restarted); its last checkpoint is in "
                              f"{self.target.remote_dir}/{self.run_dir}")

@@ -12,6 +12,7 @@ becomes reachable, so a crash or Ctrl-C between the two cannot leave an unknown 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,9 +22,10 @@ from pathlib import Path
 
 from tinylm.atomic import atomic_write_text
 from tinylm.cloud.job import RemoteJob, check_name
+from tinylm.cloud.runpod_api import one_line
 from tinylm.cloud.runpod_provider import DEFAULT_GPU, DEFAULT_IMAGE, CloudError, RunPodProvider
 from tinylm.cloud.ssh import ProjectKeys, SSHTarget, probe
-from tinylm.cloud.state import CloudState
+from tinylm.cloud.state import CloudState, check_local_out
 from tinylm.cloud.target import DEFAULT_REMOTE_DIR, Target, install_watchdog, wait_for_ssh
 from tinylm.config import RunConfig, validate
 from tinylm.data import data_dir, read_text
@@ -100,29 +102,44 @@ def _up_pod(state: CloudState, opts: UpOptions, log) -> Target:
     keys = ProjectKeys.ensure(state.state_dir)
     name = f"tinylm-{Path.cwd().name}"[:60]
     pod_id = provider.create(name, opts.gpu, opts.image, opts.disk_gb, keys.public_key(), opts.gpus)
-    state.target = {"provider": "runpod", "pod_id": pod_id, "gpu": opts.gpu, "gpus": opts.gpus, "image": opts.image,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "remote_dir": opts.remote_dir or DEFAULT_REMOTE_DIR, "remote_python": opts.remote_python}
-    state.save()  # recorded before waiting: `tinylm cloud down` can always find it
-    log(f"created pod {pod_id} ({opts.gpu}); waiting for ssh (up to {opts.wait_timeout:.0f}s)")
     try:
-        ssh = wait_for_ssh(provider, pod_id, keys, opts.wait_timeout)
-        state.target.update(user=ssh.user, host=ssh.host, port=ssh.port)
+        state.target = {"provider": "runpod", "pod_id": pod_id, "gpu": opts.gpu, "gpus": opts.gpus,
+                        "image": opts.image, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "remote_dir": opts.remote_dir or DEFAULT_REMOTE_DIR, "remote_python": opts.remote_python}
+        state.save()  # recorded before waiting: `tinylm cloud down` can always find it
+        log(f"created pod {pod_id} ({one_line(opts.gpu, 100)}); waiting for ssh (up to {opts.wait_timeout:.0f}s)")
+        return _reach_pod(state, opts, provider, keys, pod_id)
+    except BaseException as exc:  # anything at all, Ctrl-C and bugs included: a pod we cannot use must not bill on
+        _abandon(state, provider, pod_id, exc)
+        if isinstance(exc, TinyLMError):
+            raise CloudError(f"{exc}; pod {pod_id} was terminated so it does not bill you") from None
+        raise
+
+
+def _reach_pod(state: CloudState, opts: UpOptions, provider: RunPodProvider, keys: ProjectKeys, pod_id: str) -> Target:
+    """Wait for the new pod's ssh, record its address, install the --max-minutes watchdog."""
+    ssh = wait_for_ssh(provider, pod_id, keys, opts.wait_timeout)
+    state.target.update(user=ssh.user, host=ssh.host, port=ssh.port)
+    state.save()
+    target = Target(ssh, state.target["remote_dir"], pod_id, provider)
+    if opts.max_minutes is not None:
+        state.target["watchdog_pid"] = install_watchdog(target, opts.max_minutes)
+        stops_at = time.gmtime(time.time() + opts.max_minutes * 60)
+        state.target["stops_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", stops_at)
         state.save()
-        target = Target(ssh, state.target["remote_dir"], pod_id, provider)
-        if opts.max_minutes is not None:
-            state.target["watchdog_pid"] = install_watchdog(target, opts.max_minutes)
-            stops_at = time.gmtime(time.time() + opts.max_minutes * 60)
-            state.target["stops_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", stops_at)
-            state.save()
-    except (TinyLMError, KeyboardInterrupt) as exc:  # any failure: a pod we cannot use must not bill on
-        provider.terminate(pod_id)
-        state.target = {}
-        state.save()
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise CloudError(f"{exc}; pod {pod_id} was terminated so it does not bill you") from None
     return target
+
+
+def _abandon(state: CloudState, provider: RunPodProvider, pod_id: str, why: BaseException) -> None:
+    """Terminate the pod and forget it; if RunPod cannot be told, keep its record so `cloud down` can retry."""
+    try:
+        provider.terminate(pod_id)
+    except TinyLMError as exc:
+        raise CloudError(f"{one_line(why) or type(why).__name__}; terminating pod {pod_id} failed too ({exc}): "
+                         "it may still bill you, run `tinylm cloud down`") from None
+    state.target = {}
+    with contextlib.suppress(TinyLMError):  # the pod is gone; a record left behind only says so at `cloud down`
+        state.save()
 
 
 def bring_up(state: CloudState, opts: UpOptions, log=print) -> Target:
@@ -142,8 +159,8 @@ def describe(state: CloudState) -> str:
     t = state.target
     where = f"{t.get('user')}@{t.get('host')}:{t.get('port')}"
     if t.get("pod_id"):
-        stops = f", stops itself at {t['stops_at']}" if t.get("stops_at") else ""
-        return f"RunPod pod {t['pod_id']} ({t.get('gpu')}) at {where}{stops}"
+        stops = f", stops itself at {one_line(t['stops_at'], 40)}" if t.get("stops_at") else ""
+        return f"RunPod pod {t['pod_id']} ({one_line(t.get('gpu'), 100)}) at {where}{stops}"
     return f"ssh host {where}"
 
 
@@ -155,7 +172,7 @@ def pod_status(pod_id: str) -> str:
         return f"runpod: unknown ({exc})"
     if pod is None:
         return "runpod: the pod no longer exists (`tinylm cloud down` forgets it)"
-    return f"runpod: {pod.get('desiredStatus', '?')}, ${pod.get('costPerHr', '?')}/h"
+    return f"runpod: {one_line(pod.get('desiredStatus', '?'), 40)}, ${one_line(pod.get('costPerHr', '?'), 20)}/h"
 
 
 def take_down(state: CloudState, target: Target | None, log=print) -> None:
@@ -203,7 +220,7 @@ def launch(target: Target, state: CloudState, cfg: RunConfig, opts: LaunchOption
     """Sync the project, data and config (a file), install tinylm, start the run detached."""
     check_run_inputs(cfg)
     name = check_name(opts.name or f"{opts.label}-{time.strftime('%Y%m%d-%H%M%S')}")
-    local_out = Path(opts.out or Path("runs") / name)
+    local_out = Path(check_local_out(opts.out or f"runs/{name}"))
     if (local_out / CHECKPOINT_NAME).exists():
         raise TinyLMError(f"{local_out} already holds a run; choose another --name or --out")
     python = opts.remote_python or os.environ.get(REMOTE_PYTHON_ENV) or state.target.get("remote_python")
@@ -228,10 +245,11 @@ def job_from(state: CloudState, target: Target, name: str | None = None) -> tupl
     if not state.job and not name:
         raise CloudError("no run to attach to: start one with `tinylm cloud train` (or give --name NAME)")
     job = state.job if not name or state.job.get("name") == name else {"name": name}
-    out = Path(job.get("local_out") or Path("runs") / job["name"])
+    name = check_name(job["name"])  # the state loader has checked it; --name is checked here
+    out = Path(check_local_out(job.get("local_out") or f"runs/{name}"))
     if job.get("remote_dir") and target.ssh.address == job.get("address"):
         target = dataclasses.replace(target, remote_dir=job["remote_dir"])  # where that run was started
-    return RemoteJob(target, check_name(job["name"]), job.get("python"), job.get("data_dir")), out
+    return RemoteJob(target, name, job.get("python"), job.get("data_dir")), out
 
 
 def finish(target: Target, job: RemoteJob, local_out: Path, log=print) -> None:

@@ -14,6 +14,7 @@ Remote paths are relative to ``remote_dir`` (itself relative to the login's home
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tinylm
+from tinylm.cloud.runpod_api import one_line
 from tinylm.cloud.runpod_provider import CloudError, RunPodProvider
 from tinylm.cloud.ssh import ProjectKeys, SSHTarget, clean_env, describe_ssh_failure, probe
 
@@ -105,7 +107,12 @@ class Target:
 
     def fetch(self, remote_path: str, local_dir: Path) -> None:
         """Copy the remote directory ``remote_dir/remote_path`` into ``local_dir``."""
-        local_dir.mkdir(parents=True, exist_ok=True)
+        local_dir = local_dir.absolute()  # absolute: never read as an rsync option, whatever its name
+        try:
+            local_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CloudError(f"cannot create the local run directory {local_dir} ({exc.strerror or exc}); "
+                             "choose another --out") from None
         self._rsync(self.ssh.rsync_argv([f"{self.remote_dir}/{remote_path}/"], f"{local_dir}/", pull=True), "from")
 
     def terminate(self) -> bool:
@@ -176,4 +183,8 @@ def install_watchdog(target: Target, minutes: float) -> int:
               f"runpodctl stop pod {pod}")
     out = target.check(f"nohup setsid sh -c {shlex.quote(script)} >/dev/null 2>&1 </dev/null & echo $!",
                        "installing the --max-minutes watchdog")
-    return int(out.split()[-1])  # its pid on the pod (and process group, thanks to setsid)
+    pid = out.split()[-1] if out.split() else ""
+    if not re.fullmatch(r"[0-9]{1,10}", pid):  # ASCII digits only: str.isdigit() also takes '²'
+        raise CloudError(f"installing the --max-minutes watchdog on {target.ssh.address} gave no process id "
+                         f"(output: {one_line(out, 80)!r})")
+    return int(pid)  # its pid on the pod (and process group, thanks to setsid)
