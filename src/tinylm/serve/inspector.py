@@ -162,13 +162,7 @@ def static_file(name: str) -> str:
 
 def add_inspector(app, run_dir: str, slots: GenerationSlots, device_name: str = "auto",
                   poll_seconds: float = POLL_SECONDS) -> LiveModel:
-    """Add the inspector's routes to ``app`` (``tinylm.serve.app.create_app``); returns the live model.
-
-    The POST routes take a slot of ``slots`` as generations do (503 when all are taken) and encode
-    their JSON there too: an attention map of a full window is ~13 MB of JSON, and eighty of them
-    encoded on the event loop kept ``/api/info`` waiting for 10 s.
-    """
-    from fastapi import Request
+    """Add the inspector's routes to ``app`` (``tinylm.serve.app.create_app``); returns the live model."""
     from fastapi.responses import Response, StreamingResponse
     from starlette.exceptions import HTTPException
 
@@ -176,14 +170,10 @@ def add_inspector(app, run_dir: str, slots: GenerationSlots, device_name: str = 
 
     live = LiveModel(run_dir, resolve_device(device_name))
     AttentionRequest, LensRequest, SamplingRequest = request_models()
-
-    async def answer(request: Request, model_class, compute) -> Response:
-        req = parse_body(await request.body(), model_class)  # any content type, as the curl lines above send
-        ticket = slots.admit()
-        def work(cancel, emit) -> str:
-            return json.dumps(compute(live.current(), req), allow_nan=False)
-
-        return Response(await slots.run(ticket, request, work), media_type="application/json")
+    for path, model_class, compute in [("/api/inspect/attention", AttentionRequest, attention),
+                                       ("/api/inspect/logit-lens", LensRequest, logit_lens),
+                                       ("/api/inspect/sampling", SamplingRequest, sampling)]:
+        app.post(path)(computed_route(live, slots, model_class, compute))
 
     @app.get("/static/{name}")
     def static(name: str) -> Response:
@@ -194,18 +184,6 @@ def add_inspector(app, run_dir: str, slots: GenerationSlots, device_name: str = 
     @app.get("/api/inspect/model")
     def info() -> dict:
         return model_info(live.current(), live)
-
-    @app.post("/api/inspect/attention")
-    async def attention_route(request: Request) -> Response:
-        return await answer(request, AttentionRequest, attention)
-
-    @app.post("/api/inspect/logit-lens")
-    async def lens_route(request: Request) -> Response:
-        return await answer(request, LensRequest, logit_lens)
-
-    @app.post("/api/inspect/sampling")
-    async def sampling_route(request: Request) -> Response:
-        return await answer(request, SamplingRequest, sampling)
 
     @app.get("/api/inspect/embeddings")
     def embeddings_route() -> dict:
@@ -218,3 +196,25 @@ def add_inspector(app, run_dir: str, slots: GenerationSlots, device_name: str = 
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return live
+
+
+def computed_route(live: LiveModel, slots: GenerationSlots, model_class, compute):
+    """A POST route answering ``compute(model state, request)`` as JSON.
+
+    It takes a slot of ``slots`` as a generation does (503 when all are taken) and encodes its JSON
+    there too: an attention map of a full window is ~13 MB of JSON, and eighty of them encoded on the
+    event loop kept ``/api/info`` waiting for 10 s.
+    """
+    from fastapi import Request
+    from fastapi.responses import Response
+
+    async def route(request: Request) -> Response:
+        req = parse_body(await request.body(), model_class)  # any content type, as the curl lines above send
+        ticket = slots.admit()
+
+        def work(cancel, emit) -> str:
+            return json.dumps(compute(live.current(), req), allow_nan=False)
+
+        return Response(await slots.run(ticket, request, work), media_type="application/json")
+
+    return route
