@@ -178,9 +178,10 @@ def test_train_serve_shows_the_run_as_it_trains(tmp_path):
     text.write_text("the quick brown fox jumps over the lazy dog. " * 100, encoding="utf-8")
     port = free_port()
     sets = [arg for item in TINY + ["max_iters=41", "eval_interval=20", "threads=1"] for arg in ("--set", item)]
-    proc = subprocess.Popen([sys.executable, "-m", "tinylm", "train", *sets, "--data", str(text), "--out",
-                             str(tmp_path / "run"), "--device", "cpu", "--quiet", "--sample-chars", "0",
-                             "--serve", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = [sys.executable, "-m", "tinylm", "train", *sets, "--data", str(text), "--device", "cpu", "--quiet",
+            "--sample-chars", "0"]
+    proc = subprocess.Popen(argv + ["--out", str(tmp_path / "run"), "--serve", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url, printed = f"http://127.0.0.1:{port}", []
     try:
         wait_until_up(url, proc)
@@ -200,6 +201,30 @@ def test_train_serve_shows_the_run_as_it_trains(tmp_path):
         out = "".join(printed) + proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, out
     assert f"watch it train: {url}" in out and "training done; the inspector stays" in out
+
+
+def test_the_background_inspector_leaves_the_trainers_random_numbers_alone(tmp_path):
+    """Loading a checkpoint builds a model, which draws from torch's global generator, the one dropout
+    uses: served from a thread of the trainer, a run trained differently than unserved. Now a child
+    process serves, and this process's generator is untouched while it loads and answers."""
+    from tinylm.serve.background import BackgroundServer
+
+    server = BackgroundServer(make_run(tmp_path / "r"), "127.0.0.1", free_port())  # making it draws: before
+    before = torch.get_rng_state()
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                assert get(url + "/api/inspect/model")["step"] >= 0
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.error is None, server.error
+                time.sleep(0.2)
+    finally:
+        server.stop()
+    assert torch.equal(torch.get_rng_state(), before) and server.error is None
 
 
 @pytest.mark.slow
@@ -224,3 +249,18 @@ def test_train_serve_refuses_ddp_and_a_taken_port_before_training(served, capsys
     err = capsys.readouterr().err
     assert err.startswith(f"tinylm: error: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1
     assert not (tmp_path / "never").exists()  # nothing trained, nothing written
+
+
+def test_a_port_taken_after_the_check_ends_the_inspector_with_one_line(tmp_path):
+    """The port is checked before training, but the server binds it only once the first checkpoint exists:
+    another process may take it in between. The child's one-line error is then the trainer's."""
+    import socket
+
+    from tinylm.serve.background import BackgroundServer
+
+    port = free_port()
+    server = BackgroundServer(make_run(tmp_path / "r"), "127.0.0.1", port)
+    server.start()
+    with socket.create_server(("127.0.0.1", port)):  # taken while the child starts
+        server.wait()
+    assert server.error.startswith(f"cannot listen on 127.0.0.1:{port}"), server.error

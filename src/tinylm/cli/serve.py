@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     serve.add_argument("--compile", action="store_true",
                        help="generate through compiled one-token steps: compiles at start (seconds), then "
                             "faster batch-1 sampling on a CPU; see tinylm sample --compile")
+    serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)  # train --serve's child
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -49,8 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from tinylm.serve.app import create_app
 
-    if not 0 <= args.port <= 65535:
-        raise TinyLMError(f"--port must be in 0..65535, got {args.port}")
+    if not 1 <= args.port <= 65535:  # 0 would let the OS pick, and the printed address would be wrong
+        raise TinyLMError(f"--port must be in 1..65535, got {args.port}")
     for name, value, low in [("--threads", args.threads, 1), ("--max-generations", args.max_generations, 1),
                              ("--queue", args.queue, 0)]:
         if value is not None and value < low:
@@ -67,5 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            limit_concurrency=MAX_CONNECTIONS))
     app.state.stopping = lambda: server.should_exit  # after Ctrl-C, open live-event streams end themselves
+    if args.exit_with_parent:
+        from tinylm.serve.background import exit_with_parent
+
+        exit_with_parent()
     server.run()
     return 0
