@@ -30,6 +30,17 @@ def assert_user_error(done, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+def main_in_process(capsys, *args):
+    """The CLI in this process, for refusals that come before any training: no interpreter to start."""
+    from types import SimpleNamespace
+
+    from tinylm.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+
 def test_train_prints_evals_val_perplexity_and_a_sample(trained_run):
     run_dir, _, done = trained_run
     assert "step 0: perplexity:" in done.stdout and "step 11: perplexity:" in done.stdout
@@ -64,6 +75,46 @@ def test_resume_continues_and_an_existing_run_is_not_overwritten(trained_run, cl
     done = cli("train", "--out", str(run_dir), "--resume", "--set", "max_iters=18", "--quiet", "--sample-chars", "0")
     assert done.returncode == 0, done.stderr
     assert "step 12: perplexity:" in done.stdout and "step 17: perplexity:" in done.stdout
+
+
+@pytest.mark.parametrize("source", [["--preset", "bigram"], ["--config", "c.toml"], ["--config-json", "{}"]])
+def test_resume_refuses_the_config_sources_it_would_ignore(capsys, tmp_path, source):
+    done = main_in_process(capsys, "train", "--out", str(tmp_path), "--resume", *source)
+    assert_user_error(done, f"{source[0]} cannot be used with --resume", "give changes as --set key=value")
+
+
+def test_resume_refuses_a_max_iters_below_the_step_the_run_is_at(trained_run, capsys):
+    from tinylm.training.rundir import RunDir
+
+    run_dir, _, _ = trained_run
+    before = (run_dir / "ckpt.pt").read_bytes()
+    step = RunDir(run_dir).load_checkpoint()["step"]
+    done = main_in_process(capsys, "train", "--out", str(run_dir), "--resume", "--set", f"max_iters={step - 1}")
+    assert_user_error(done, f"the run is already at step {step}")
+    assert (run_dir / "ckpt.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seed", "99999999999999999999"], "seed must be in [0, 2**63 - 1]"),
+    (["--sample-chars", "-1"], "--sample-chars must be >= 0"),
+])
+def test_bad_train_options_are_one_line_before_any_training(capsys, tmp_path, small_text, args, fragment):
+    done = main_in_process(capsys, "train", *TINY_SET, "--data", str(small_text), "--out", str(tmp_path / "r"),
+                           "--device", "cpu", "--quiet", *args)
+    assert_user_error(done, fragment)
+    assert not (tmp_path / "r").exists() and "step 0" not in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_data_path_that_is_not_a_regular_file_is_named_so(capsys, tmp_path, kind):
+    import os
+
+    path = "/dev/null" if kind == "device" else str(tmp_path / "fifo")
+    if kind == "fifo":
+        os.mkfifo(path)
+    done = main_in_process(capsys, "train", *TINY_SET, "--data", path, "--out", str(tmp_path / "r"), "--device", "cpu")
+    assert_user_error(done, f"data file {path} is not a regular file")
+    assert "prepare SOURCE" not in done.stderr  # no advice to prepare a dataset over a device or FIFO
 
 
 @pytest.mark.parametrize("content", [b"", "caf\u00e9".encode("latin-1"), b"too short"])

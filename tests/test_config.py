@@ -62,10 +62,32 @@ def test_set_parses_values_by_the_fields_type():
     ({"json_text": '{"grad_clip": NaN}'}, "'grad_clip' must be a finite number"),
     ({"json_text": "{\"learning_rate\": 1" + "0" * 400 + "}"}, "'learning_rate' must be a finite number"),
     ({"json_text": '{"ema_decay": -Infinity}'}, "'ema_decay' must be a finite number"),
+    ({"overrides": ["beta1=1.0"]}, r"beta1 must be in \[0, 1\)"),
+    ({"overrides": ["beta2=-0.1"]}, r"beta2 must be in \[0, 1\)"),
+    ({"overrides": ["seed=99999999999999999999"]}, r"seed must be in \[0, 2\*\*63 - 1\]"),
+    ({"json_text": '{"seed": 99999999999999999999}'}, r"seed must be in \[0, 2\*\*63 - 1\]"),
+    ({"overrides": ["seed=-1"]}, r"seed must be in \[0, 2\*\*63 - 1\]"),
+    ({"overrides": ["weight_decay=-0.1"]}, "weight_decay must be >= 0"),
+    ({"overrides": ["grad_clip=-1"]}, "grad_clip must be >= 0"),
+    ({"overrides": ["min_lr=-1e-4"]}, "min_lr must be >= 0"),
+    ({"overrides": ["warmup_iters=-1"]}, "warmup_iters must be >= 0"),
+    ({"overrides": ["lr_decay_iters=-1"]}, "lr_decay_iters must be >= 0"),
+    ({"json_text": '{"model": {"max_iters": 3}}'}, "'max_iters' belongs in section 'train', not 'model'"),
+    ({"overrides": ["model.max_iters=3"]}, "'max_iters' belongs in section 'train', not 'model'"),
+    ({"json_text": '{"model": 5}'}, "config section 'model' must be a table/object"),
+    ({"json_text": '{"train": [1]}'}, "config section 'train' must be a table/object"),
 ])
 def test_bad_configs_are_refused_with_a_clear_message(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         load_config(**kwargs)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".TOML", ".Toml"])
+def test_a_toml_file_is_read_as_toml_whatever_the_suffix_case(tmp_path, suffix):
+    path = tmp_path / f"c{suffix}"
+    path.write_text('max_iters = 50\n[model]\nn_layer = 2\n')
+    cfg = load_config(file=path)
+    assert (cfg.train.max_iters, cfg.model.n_layer) == (50, 2)
 
 
 def test_every_float_key_refuses_nan_and_infinities():

@@ -60,3 +60,29 @@ def test_ctrl_c_exits_130_with_a_message_and_an_intact_checkpoint(tmp_path, smal
     assert proc.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
     load_run(run_dir)
+
+
+def test_ctrl_c_during_the_checkpoint_write_keeps_metrics_in_step_with_the_checkpoint(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from tinylm.training.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    first = [{"step": 0, "val_loss": 4.0}]
+    run.save({"step": 0, "metrics": first}, first)
+    real_save = torch.save
+
+    def save_then_ctrl_c(obj, f):
+        signal.raise_signal(signal.SIGINT)  # lands mid-write: atomic_write holds it until ckpt.pt is in place
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", save_then_ctrl_c)
+    both = first + [{"step": 5, "val_loss": 3.0}]
+    with pytest.raises(KeyboardInterrupt):
+        run.save({"step": 5, "metrics": both}, both)
+    monkeypatch.undo()
+    saved = torch.load(run.checkpoint, weights_only=True)
+    lines = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    assert saved["step"] == 5 and lines == saved["metrics"] == both

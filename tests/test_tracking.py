@@ -9,6 +9,7 @@ fixes its directory at import).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -43,7 +44,10 @@ def test_tensorboard_event_file_holds_every_scalar(small_text, tmp_path):
     assert [v for _, v in scalar["val/perplexity"]] == pytest.approx([m["val_perplexity"] for m in metrics])
     assert [v for _, v in scalar["lr/group_0"]] == pytest.approx([m["lr"] for m in metrics])
     assert [s for s, _ in scalar["train/grad_norm"]] == [5, 10, 11]  # from step 1 on: clipping measures it
-    assert all(v > 0 for _, v in scalar["speed/tokens_per_s"]) and "val/bits_per_char" in scalar
+    assert all(v > 0 for _, v in scalar["speed/tokens_per_s"])
+    bits_per_token = [v for _, v in scalar["val/bits_per_token"]]  # the loss in bits: per token, not per char
+    assert bits_per_token == pytest.approx([m["val_loss"] / math.log(2) for m in metrics], rel=1e-5)
+    assert [v for _, v in scalar["val/bits_per_byte"]] == pytest.approx([m["val_bpb"] for m in metrics], rel=1e-5)
     assert "config/text_summary" in events.Tags()["tensors"]
 
 

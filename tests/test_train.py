@@ -38,6 +38,14 @@ def test_resumed_run_equals_an_uninterrupted_one_step_for_step(small_text, tmp_p
     assert [m["step"] for m in resumed.trainer.metrics] == [0, 5, 10, 11, 15, 19]
 
 
+def test_bfloat16_on_cpu_says_in_one_line_that_it_trains_in_float32(small_text):
+    lines = []
+    cfg = tiny_config(small_text, "max_iters=1", "dtype=bfloat16", "device=cpu")
+    train_run(cfg, None, progress=False, log=lines.append)
+    said = [line for line in lines if line.startswith("dtype bfloat16")]
+    assert said == ["dtype bfloat16: ignored on cpu (autocast is used on CUDA only); training in float32"]
+
+
 def test_step_losses_are_read_every_loss_sync_steps_without_an_evaluation(small_text):
     """Unread step losses stay bounded (they fragmented the heap: +0.5 MB per step before)."""
     from tinylm.training.trainer import LOSS_SYNC_STEPS

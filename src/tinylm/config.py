@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinylm.config_checks import validate
 from tinylm.errors import ConfigError
 from tinylm.presets import PRESETS
 
@@ -118,11 +119,10 @@ def known_keys() -> list[str]:
     return sorted(k for name in SECTIONS for k in _field_types(getattr(cfg, name)))
 
 
-def _section_for(cfg: RunConfig, key: str) -> Any:
+def _section_name(cfg: RunConfig, key: str) -> str:
     for name in SECTIONS:
-        section = getattr(cfg, name)
-        if key in _field_types(section):
-            return section
+        if key in _field_types(getattr(cfg, name)):
+            return name
     raise ConfigError(f"unknown config key '{key}'; known keys: {', '.join(known_keys())}")
 
 
@@ -157,11 +157,16 @@ def _parse_string(key: str, text: str, expected: type) -> Any:
 
 
 def set_value(cfg: RunConfig, key: str, value: Any, from_string: bool = False) -> None:
+    prefix = None
     if "." in key:  # "model.n_embed" is the same key as "n_embed"
         prefix, key = key.split(".", 1)
         if prefix not in SECTIONS:
             raise ConfigError(f"unknown config section '{prefix}'; use one of {', '.join(SECTIONS)}")
-    section = _section_for(cfg, key)
+    name = _section_name(cfg, key)
+    if prefix is not None and prefix != name:
+        raise ConfigError(f"config key '{key}' belongs in section '{name}', not '{prefix}'; "
+                          f"move it to [{name}] or give it at the top level")
+    section = getattr(cfg, name)
     expected = _field_types(section)[key]
     value = _parse_string(key, value, expected) if from_string else _coerce(key, value, expected)
     if expected is float and not math.isfinite(value):  # NaN passes every range check below (all comparisons fail)
@@ -174,7 +179,10 @@ def apply_mapping(cfg: RunConfig, data: dict[str, Any]) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a JSON/TOML object of key: value, got {type(data).__name__}")
     for key, value in data.items():
-        if key in SECTIONS and isinstance(value, dict):
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section '{key}' must be a table/object of key: value, got "
+                                  f"{type(value).__name__} {repr(value)[:80]}; e.g. {{\"{key}\": {{\"n_layer\": 2}}}}")
             for sub_key, sub_value in value.items():
                 set_value(cfg, f"{key}.{sub_key}", sub_value)
         else:
@@ -194,7 +202,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        if path.suffix == ".toml":
+        if path.suffix.lower() == ".toml":  # c.TOML too: a case-insensitive file system hides the difference
             return tomllib.loads(path.read_text(encoding="utf-8"))
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: brackets nested too deep
@@ -228,60 +236,3 @@ def load_config(
     apply_overrides(cfg, overrides or [])
     validate(cfg)
     return cfg
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def validate(cfg: RunConfig) -> None:
-    m, t = cfg.model, cfg.train
-    _require(m.kind in ("bigram", "transformer"), f"kind must be 'bigram' or 'transformer', got {m.kind!r}")
-    for name, value in [("block_size", m.block_size), ("n_embed", m.n_embed), ("n_heads", m.n_heads),
-                        ("n_layer", m.n_layer), ("batch_size", t.batch_size),
-                        ("grad_accum_steps", t.grad_accum_steps), ("max_iters", t.max_iters),
-                        ("eval_interval", t.eval_interval), ("eval_iters", t.eval_iters)]:
-        _require(value > 0, f"{name} must be a positive integer, got {value}")
-    _require(t.learning_rate > 0, f"learning_rate must be positive, got {t.learning_rate}")
-    _require(m.n_embed % m.n_heads == 0,
-             f"n_embed ({m.n_embed}) must be divisible by n_heads ({m.n_heads}); change one of them")
-    _require(0.0 <= m.dropout < 1.0, f"dropout must be in [0, 1), got {m.dropout}")
-    _require(0.0 < t.val_fraction < 1.0, f"val_fraction must be in (0, 1), got {t.val_fraction}")
-    _require(m.init in ("gpt2", "pytorch"), f"init must be 'gpt2' or 'pytorch', got {m.init!r}")
-    _require(t.lr_schedule in ("constant", "cosine", "linear"),
-             f"lr_schedule must be 'constant', 'cosine' or 'linear', got {t.lr_schedule!r}")
-    _require(t.warmdown_iters >= 0, f"warmdown_iters must be >= 0, got {t.warmdown_iters}")
-    _require(t.dtype in ("auto", "float32", "bfloat16"), f"dtype must be auto, float32 or bfloat16, got {t.dtype!r}")
-    _require(t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
-             f"device must be auto, cpu, cuda or mps, got {t.device!r}")
-    _validate_speed_options(m, t)
-    tracker_names(t.track)
-
-
-TRACKERS = ("tensorboard", "wandb", "trackio")
-
-
-def tracker_names(track: str) -> list[str]:
-    """``"tensorboard, wandb"`` -> ["tensorboard", "wandb"]; an unknown name is a ConfigError."""
-    names = [name.strip() for name in track.split(",") if name.strip()]
-    for name in names:
-        _require(name in TRACKERS, f"unknown tracker {name!r} in track; use any of {', '.join(TRACKERS)}, "
-                                   "comma-separated (e.g. --set track=tensorboard,wandb)")
-    return list(dict.fromkeys(names))
-
-
-def _validate_speed_options(m: ModelConfig, t: TrainConfig) -> None:
-    _require(m.mlp_activation in ("gelu", "relu2"),
-             f"mlp_activation must be 'gelu' or 'relu2', got {m.mlp_activation!r}")
-    _require(not m.rope or (m.n_embed // m.n_heads) % 2 == 0,
-             f"rope needs an even head size, got n_embed/n_heads = {m.n_embed // m.n_heads}; "
-             "change n_embed or n_heads")
-    _require(t.optimizer in ("adamw", "muon"), f"optimizer must be 'adamw' or 'muon', got {t.optimizer!r}")
-    _require(t.muon_lr > 0, f"muon_lr must be positive, got {t.muon_lr}")
-    _require(t.threads >= 0, f"threads must be 0 (PyTorch's default) or a positive count, got {t.threads}")
-    _require(0.0 <= t.muon_momentum < 1.0, f"muon_momentum must be in [0, 1), got {t.muon_momentum}")
-    _require(0.0 <= t.ema_decay < 1.0, f"ema_decay must be in [0, 1) (0 = off), got {t.ema_decay}")
-    _require(t.average_last >= 0, f"average_last must be >= 0 (0 = off), got {t.average_last}")
-    _require(not (t.ema_decay and t.average_last),
-             "ema_decay and average_last are both set; each saves its own averaged weights, so set only one")

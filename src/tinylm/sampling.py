@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from tinylm.config_checks import MAX_SEED
 from tinylm.device import model_device
 from tinylm.errors import TinyLMError
 from tinylm.model import eval_mode
@@ -36,7 +37,6 @@ from tinylm.model.static_decode import CompiledDecoder
 
 MAX_TEMPERATURE = 100.0
 MIN_TEMPERATURE = 1e-3  # below this, float32 logits / T overflow; use 0 for greedy
-MAX_SEED = 2**63 - 1
 
 
 @dataclass

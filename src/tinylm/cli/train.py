@@ -36,9 +36,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tinylm.training import distributed
     from tinylm.training.run import resumed_config, train_run
 
+    check_options(args)
     if args.resume:
-        if args.out is None:
-            raise TinyLMError("--resume needs --out DIR, the run directory to continue")
         cfg = resumed_config(args.out, config_from_args(args)[1])
     else:
         cfg = config_from_args(args)[0]
@@ -59,6 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                            args.sample_chars)
         if dist is not None:
             dist.barrier()  # the other ranks wait for rank 0's report, then all tear down together
+    except BaseException:
+        if server is not None:  # a failed or interrupted run takes its inspector down with it
+            server.stop()
+        raise
     finally:
         if dist is not None:
             dist.cleanup()
@@ -69,8 +72,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse bad options now, not after a long run; a resumed run rebuilds its config from the
+    checkpoint, so only ``--set``-style changes apply on top (the others would be silently ignored)."""
+    if args.sample_chars < 0:  # the sample is drawn only after the whole run
+        raise TinyLMError(f"--sample-chars must be >= 0 (0: no sample), got {args.sample_chars}")
+    if not args.resume:
+        return
+    if args.out is None:
+        raise TinyLMError("--resume needs --out DIR, the run directory to continue")
+    given = [option for option, value in (("--preset", args.preset), ("--config", args.config),
+                                          ("--config-json", args.config_json)) if value is not None]
+    if given:
+        raise TinyLMError(f"{' and '.join(given)} cannot be used with --resume: --resume continues the run's own "
+                          "config; give changes as --set key=value")
+
+
 def start_server(port: int, run_dir: Path):
-    """The inspector in a thread of this process (``tinylm.serve.background``); needs tinylm[serve]."""
+    """The inspector in a child process (``tinylm.serve.background``); needs tinylm[serve]."""
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -86,12 +105,13 @@ def start_server(port: int, run_dir: Path):
 
 def keep_serving(server) -> None:
     try:  # the print is inside: a Ctrl-C that lands just as it returns still ends the server cleanly
-        print(f"training done; the inspector stays on http://127.0.0.1:{server.port} until Ctrl-C", flush=True)
-        server.wait()
+        if not server.error:
+            print(f"training done; the inspector stays on http://127.0.0.1:{server.port} until Ctrl-C", flush=True)
+            server.wait()
     except KeyboardInterrupt:
         server.stop()
     if server.error:
-        raise TinyLMError(f"the inspector did not start: {server.error}")
+        raise TinyLMError(f"the inspector stopped: {server.error}")
 
 
 def write_run_card(run_dir: Path, preset: str | None, val_loss: float, device: str, sample_chars: int) -> None:

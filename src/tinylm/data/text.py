@@ -105,6 +105,9 @@ def check_text_file(path: str | Path) -> str:
 
 def _existing_file(path: str | Path) -> Path:
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # /dev/null, a FIFO: prepare --out won't help
+        raise DataError(f"data file {path} is not a regular file (a device, FIFO or socket); "
+                        "give a UTF-8 text file or a prepared dataset directory")
     if not path.is_file():
         raise DataError(f"data file not found: {path} (a prepared dataset directory is made by "
                         f"`tinylm prepare SOURCE... --out {path}`)")

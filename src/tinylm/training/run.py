@@ -122,11 +122,16 @@ def _prepared_corpus(path: str, tokenizer: Tokenizer | None) -> Corpus:
 
 def resumed_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
     """The saved config of a run, with ``--set`` overrides (e.g. a larger ``max_iters``) on top."""
-    saved = RunConfig.from_dict(RunDir(run_dir).load_checkpoint()["config"])
+    ckpt = RunDir(run_dir).load_checkpoint()
+    saved = RunConfig.from_dict(ckpt["config"])
     cfg = copy.deepcopy(saved)
     apply_overrides(cfg, overrides)
     validate(cfg)
     _refuse_model_changes(saved, cfg)
+    step = ckpt.get("step")
+    if isinstance(step, int) and cfg.train.max_iters < step:  # the loop would not run, and the run would shrink
+        raise ConfigError(f"max_iters {cfg.train.max_iters} is below the saved step: the run is already at step "
+                          f"{step}; give --set max_iters={step} or more")
     return cfg
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from tinylm.atomic import atomic_write, atomic_write_text
+from tinylm.atomic import atomic_write, atomic_write_text, hold_interrupts
 from tinylm.config import RunConfig
 from tinylm.data import Tokenizer, tokenizer_from_dict
 from tinylm.errors import CheckpointError, TinyLMError
@@ -80,10 +80,15 @@ class RunDir:
         tokenizer.save(self.path / TOKENIZER_NAME)
 
     def save(self, state: dict[str, Any], metrics: list[dict]) -> None:
-        """Checkpoint, then the metrics file; both atomic, so an interruption loses nothing whole."""
+        """Checkpoint, then the metrics file; both atomic, so an interruption loses nothing whole.
+
+        A Ctrl-C is held across both writes, not just each one: raised between them, it would leave
+        metrics.jsonl one evaluation behind ckpt.pt.
+        """
         try:
-            save_checkpoint(self.checkpoint, state)
-            atomic_write_text(self.metrics, "".join(json.dumps(m) + "\n" for m in metrics))
+            with hold_interrupts():
+                save_checkpoint(self.checkpoint, state)
+                atomic_write_text(self.metrics, "".join(json.dumps(m) + "\n" for m in metrics))
         except (OSError, RuntimeError) as exc:
             if not is_disk_full(exc):
                 raise

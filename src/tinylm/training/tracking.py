@@ -5,7 +5,8 @@
 
 Logged at each evaluation, so training never waits for the device: the train loss of every step
 (``train/loss``, at step i+1 for the i-th optimizer step, the losses the Trainer already gathers), the
-estimates ``train/loss_estimate``, ``val/loss``, their perplexities and ``val/bits_per_char``, the
+estimates ``train/loss_estimate``, ``val/loss``, their perplexities, ``val/bits_per_token`` (bits per
+char for a char run) and ``val/bits_per_byte`` (when the data's byte count is known), the
 learning rate(s) ``lr/group_N``, ``speed/tokens_per_s`` (training steps only: evaluation time is
 left out) and ``train/grad_norm`` of the last step when ``grad_clip`` > 0 (clipping computes the norm
 anyway; without clipping it would cost an extra pass over the gradients, so it is not logged). The
@@ -21,7 +22,8 @@ import math
 import time
 from pathlib import Path
 
-from tinylm.config import RunConfig, tracker_names
+from tinylm.config import RunConfig
+from tinylm.config_checks import tracker_names
 from tinylm.errors import TinyLMError
 from tinylm.training.trainer import Callback, Trainer
 
@@ -122,7 +124,9 @@ class Tracking(Callback):
     def eval_scalars(self, trainer: Trainer, result: dict[str, float], steps: int) -> dict[str, float]:
         scalars = {"train/loss_estimate": result["train_loss"], "train/perplexity": result["train_perplexity"],
                    "val/loss": result["val_loss"], "val/perplexity": result["val_perplexity"],
-                   "val/bits_per_char": result["val_loss"] / math.log(2)}
+                   "val/bits_per_token": result["val_loss"] / math.log(2)}  # per char only for char runs
+        if "val_bpb" in result:  # comparable across tokenizers: bytes do not depend on the vocabulary
+            scalars["val/bits_per_byte"] = result["val_bpb"]
         for i, group in enumerate(trainer.optimizer.param_groups):
             scalars[f"lr/group_{i}"] = float(group["lr"])
         now, evals = time.perf_counter(), trainer.eval_seconds

@@ -106,6 +106,9 @@ class Trainer:
         self.last_grad_norm: torch.Tensor | None = None  # the last step's norm before clipping (grad_clip > 0)
         self._pending_losses: list[torch.Tensor] = []  # on the device until read: no sync per step
         self.graphed = self._graphed_step() if cuda_graph else None  # None: every step runs eagerly
+        if dtype == "bfloat16" and self.device.type != "cuda":  # autocast_dtype gives None there: say so
+            self.log(f"dtype bfloat16: ignored on {self.device.type} (autocast is used on CUDA only); "
+                     "training in float32")
 
     def train(self) -> dict[str, float]:
         """Run until ``max_iters`` (or a callback stops it); return the last evaluation."""
