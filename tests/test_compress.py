@@ -178,23 +178,23 @@ def test_an_adapt_rate_that_diverges_still_round_trips(loaded):
     assert decompress_bytes(blob, model, tokenizer) == data
 
 
-def test_an_ensemble_codes_within_its_members_mean_size_and_needs_all_its_members(runs, tmp_path, capsys):
+def test_an_ensemble_written_as_the_readme_shows_codes_within_its_members_mean_size(runs, tmp_path, capsys):
     """The mean of two models' probabilities costs at most the mean of their code lengths (-log is
-    convex); decoding needs the same runs in the same order."""
+    convex); decoding needs the same runs in the same order. FILE comes last, after the runs."""
     src = tmp_path / "in.txt"
     src.write_bytes(CASES["text"] + CASES["mixed"])
     sizes = {}
     for name, model_args in (("a", ["--run", runs[0]]), ("b", ["--run", runs[1]]), ("ab", ["--ensemble", *runs])):
         out = tmp_path / f"{name}.tlm"
-        assert main(["compress", str(src), *model_args, "-o", str(out), "--no-progress", "--segment", "700"]) == 0
+        assert main(["compress", *model_args, str(src), "-o", str(out), "--no-progress", "--segment", "700"]) == 0
         sizes[name] = out.stat().st_size
     assert sizes["ab"] <= (sizes["a"] + sizes["b"]) / 2 + 8, sizes  # + a few bytes of coder overhead
     restored = tmp_path / "out.txt"
-    assert main(["decompress", str(tmp_path / "ab.tlm"), "--ensemble", *runs, "-o", str(restored),
+    assert main(["decompress", "--ensemble", *runs, str(tmp_path / "ab.tlm"), "-o", str(restored),
                  "--no-progress"]) == 0
     assert restored.read_bytes() == src.read_bytes()
     capsys.readouterr()
     for model_args in (["--run", runs[0]], ["--ensemble", runs[1], runs[0]]):
-        assert main(["decompress", str(tmp_path / "ab.tlm"), *model_args, "-o", str(tmp_path / "no.txt"),
+        assert main(["decompress", *model_args, str(tmp_path / "ab.tlm"), "-o", str(tmp_path / "no.txt"),
                      "--no-progress"]) == 2
         assert "another model" in capsys.readouterr().err and not (tmp_path / "no.txt").exists()

@@ -130,6 +130,22 @@ def test_wrong_model_kind_and_unseen_characters_are_user_errors(runs):
         plots.plot_next_char(transformer, tok, "Zebra")
 
 
+def test_a_prompt_with_dollar_signs_is_drawn_literally_not_as_mathtext(tmp_path):
+    from tinylm.config import ModelConfig
+    from tinylm.data import CharTokenizer
+    from tinylm.model import build_model
+
+    tok = CharTokenizer.from_text("A$ costs $5 and $6")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=1, n_embed=16, n_heads=2, block_size=16), tok.vocab_size).eval()
+    prompt = "A$$ $5 and $6"  # pairs of $ are what mathtext would parse
+    fig = plots.plot_attention(model, tok, prompt, tmp_path / "a.png")
+    assert prompt in fig.get_suptitle()
+    fig = plots.plot_next_char(model, tok, prompt, 3, tmp_path / "n.png")
+    assert prompt in fig.axes[0].get_title()
+    assert png_size(tmp_path / "a.png") and png_size(tmp_path / "n.png")
+
+
 @pytest.mark.slow
 def test_cli_plot_and_viz(runs, cli, tmp_path):
     out = tmp_path / "curves.png"
@@ -147,6 +163,9 @@ def test_cli_plot_and_viz(runs, cli, tmp_path):
     (["viz", "bigram", "--run", "{transformer}"], "needs the bigram model"),
     (["viz", "next-char", "--run", "{transformer}", "--prompt", "Zebra"], "never saw"),
     (["viz", "embeddings", "--run", "{missing}"], "run directory not found"),
+    (["viz", "next-char", "--run", "{transformer}", "--top-k", "-3"], "--top-k must be in 1.."),
+    (["viz", "next-char", "--run", "{transformer}", "--top-k", "0"], "--top-k must be in 1.."),
+    (["viz", "next-char", "--run", "{transformer}", "--top-k", "999"], "(the vocabulary size)"),
     (["plot", "{missing}"], "run directory not found"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(runs, tmp_path, capsys, args, fragment):

@@ -113,6 +113,27 @@ def test_prompt_file_and_user_errors(run_dir, cli_main, tmp_path):
         assert bad.stderr.startswith("tinylm: error:") and fragment in bad.stderr, bad.stderr
 
 
+def test_lengths_and_sample_counts_past_the_limits_are_one_line_and_a_bad_len_keeps_the_loop(run_dir, cli_main):
+    from tinylm.cli.sample import apply_command
+    from tinylm.sampling import SamplingOptions
+
+    for args, fragment in [(["--max-new-tokens", "99999999999999"], "<= 1000000"),
+                           (["--num-samples", "10000000", "--max-new-tokens", "2"], "--num-samples must be <= 10,000"),
+                           (["--num-samples", "10000", "--max-new-tokens", "10000"], "ask for fewer samples")]:
+        bad = cli_main("sample", "--run", run_dir, "--device", "cpu", *args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and fragment in bad.stderr, bad.stderr
+    sampling = SamplingOptions(max_new_tokens=12)
+    assert apply_command("/len 99999999999999", sampling).startswith("not changed") and sampling.max_new_tokens == 12
+
+
+@pytest.mark.parametrize("device", ["nan", "cpu:5", "CUDA"])
+def test_a_device_tinylm_does_not_know_is_named_as_the_device_not_a_damaged_checkpoint(run_dir, cli_main, device):
+    for command in ("sample", "eval"):
+        bad = cli_main(command, "--run", run_dir, "--device", device)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+        assert "--device" in bad.stderr and "auto, cpu, cuda, cuda:N or mps" in bad.stderr, bad.stderr
+
+
 def test_interactive_loop_with_piped_stdin(run_dir):
     script = "the \n/temp 0\nthe \nthe \n/temp lots\n/top-k 0\nZZZ\n/bogus\n/quit\nthe \n"
     done = subprocess.run([sys.executable, "-m", "tinylm", "sample", "--run", run_dir, "-i",

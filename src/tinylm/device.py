@@ -8,13 +8,20 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 
 from tinylm.errors import TinyLMError
 
+# cpu:N and other torch spellings would pass torch.device() and then fail deep inside torch.load
+# with a message about the checkpoint, so only the names tinylm documents are let through.
+_ACCEPTED = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
 
 def resolve_device(name: str = "auto") -> torch.device:
+    if not _ACCEPTED.fullmatch(name):
+        raise TinyLMError(f"--device {name!r} is not a device tinylm knows; use auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -23,6 +30,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TinyLMError(f"--device {name} was asked for but no CUDA GPU is available; use --device auto or cpu")
+    if ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
+        raise TinyLMError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                          "numbered from cuda:0; use one of those or --device cuda")
     if name == "mps" and not torch.backends.mps.is_available():
         raise TinyLMError("--device mps was asked for but MPS is not available; use --device auto or cpu")
     return torch.device(name)

@@ -38,6 +38,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, action: str) -> None:
                       help=f"{action} the mean of these runs' next-token probabilities (same tokenizer)")
 
 
+def take_trailing_file(args: argparse.Namespace) -> None:
+    """``compress --ensemble A B FILE``: nargs="+" takes every word up to the next option, FILE too, so
+    a command whose FILE was left out takes the last of the ensemble's words as FILE."""
+    from tinylm.errors import TinyLMError
+
+    if args.file is None:
+        if not args.ensemble or len(args.ensemble) < 2:
+            raise TinyLMError(f"name the FILE to {args.command}, e.g. tinylm {args.command} --run DIR FILE")
+        args.file = args.ensemble.pop()
+
+
 def load_model(args: argparse.Namespace, device):
     """(model in eval mode, tokenizer, RunConfig, checkpoint) of ``--run``, or of the ``--ensemble``."""
     from tinylm.training.rundir import load_run

@@ -4,6 +4,7 @@
     tinylm compress --run runs/cpu-speedrun val.txt --adapt      # dynamic evaluation: SGD while coding
     tinylm decompress --run runs/cpu-speedrun val.txt.tlm -o val.out.txt
     tinylm compress --ensemble runs/a runs/b val.txt             # the mean of two runs' probabilities
+    tinylm decompress --ensemble runs/a runs/b val.txt.tlm       # FILE last: the last word after --ensemble
 
 Decompressing needs the same run, or the same runs in the same order (the weights' fingerprint is in
 the header), and the same kind of CPU; another model, a damaged file or a mismatching result is one
@@ -16,16 +17,17 @@ import argparse
 import time
 from pathlib import Path
 
-from tinylm.cli.common import add_model_arguments, load_model
+from tinylm.cli.common import add_model_arguments, load_model, take_trailing_file
 from tinylm.errors import TinyLMError
 
 SUFFIX = ".tlm"
+LAST = " (required; it may also come last, after the runs of --ensemble)"
 
 
 def register(subparsers) -> None:
     comp = subparsers.add_parser("compress", help="compress a file with a run's model (arithmetic coding)",
                                  description="Code FILE with the model's next-character probabilities.")
-    comp.add_argument("file", metavar="FILE")
+    comp.add_argument("file", metavar="FILE", nargs="?", help=f"the file to compress{LAST}")
     add_model_arguments(comp, "code with")
     comp.add_argument("-o", "--output", metavar="FILE", help=f"default: FILE{SUFFIX}")
     comp.add_argument("--segment", type=int, default=4096, metavar="N",
@@ -39,7 +41,7 @@ def register(subparsers) -> None:
     comp.set_defaults(handler=cmd_compress)
     dec = subparsers.add_parser("decompress", help="restore a file made by `tinylm compress`",
                                 description="Decode FILE.tlm with the run that compressed it.")
-    dec.add_argument("file", metavar="FILE.tlm")
+    dec.add_argument("file", metavar="FILE.tlm", nargs="?", help=f"the file to restore{LAST}")
     add_model_arguments(dec, "decode with")
     dec.add_argument("-o", "--output", metavar="FILE", help=f"default: FILE without {SUFFIX}")
     _add_common(dec)
@@ -62,6 +64,8 @@ def _output(args: argparse.Namespace, default: Path | None) -> Path:
     out = Path(args.output) if args.output else default
     if out is None:
         raise TinyLMError(f"{args.file} does not end in {SUFFIX}; name the output with -o FILE")
+    if out.is_dir():  # --force replaces files, never directories; refused before the slow coding
+        raise TinyLMError(f"output {out} is a directory; name an output file with -o FILE")
     if out.exists() and not args.force:
         raise TinyLMError(f"{out} already exists; pass --force to overwrite it or choose another -o")
     return out
@@ -82,6 +86,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from tinylm.atomic import atomic_write
     from tinylm.compress import compress_bytes
 
+    take_trailing_file(args)
     if args.segment < 1:
         raise TinyLMError(f"--segment must be >= 1, got {args.segment}")
     data = _read(args.file)
@@ -102,6 +107,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     from tinylm.atomic import atomic_write
     from tinylm.compress import decompress_bytes
 
+    take_trailing_file(args)
     blob = _read(args.file)
     out = _output(args, Path(args.file[:-len(SUFFIX)]) if args.file.endswith(SUFFIX) else None)
     model, tokenizer, _, _ = load_model(args, "cpu")

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
                           help="the text (or prepared directory) the run was trained on, if not the default")
     evaluate.add_argument("--max-tokens", type=int, default=1_000_000, metavar="N",
                           help="score at most the first N tokens of each split (0: all of them)")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     evaluate.set_defaults(handler=cmd_eval)
 
 

@@ -6,36 +6,54 @@
     tinylm sample --run runs/a1 --compile   # compile the one-token step first: faster long samples
     tinylm sample --ensemble runs/a runs/b  # sample the mean of two runs' probabilities
 
-``--num-samples N`` draws all N samples as one batch. ``--stop STRING`` ends a sample right after
+``--num-samples N`` (at most 10,000) draws all N samples as one batch. ``--stop STRING`` ends a sample right after
 the first STRING it generates (STRING is printed). Interactive commands are listed by ``/help``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import torch
 
 from tinylm.cli.common import add_model_arguments, load_model
 from tinylm.errors import TinyLMError
-from tinylm.sampling import SamplingOptions, check_num_samples, check_seed, sample_texts, stream_text
+from tinylm.sampling import (
+    SamplingOptions,
+    check_num_samples,
+    check_seed,
+    prompt_ids,
+    sample_texts,
+    stream_text,
+)
 
+# The CLI may ask for more than a serve request (2000 tokens) but never for memory no machine has:
+# a batch keeps every sample's tokens in one (N, prompt + new) tensor, ~8 bytes each, plus its caches.
+MAX_NEW_TOKENS = 1_000_000
+MAX_SAMPLES = 10_000
+MAX_BATCH_TOKENS = 50_000_000  # num_samples * (prompt + max_new_tokens): 400 MB of token ids
+
+DESCRIPTION = ("Generate text. Past block_size a rope model's (or a rope --ensemble's) key/value cache rolls its "
+               "window, so its text may differ slightly from the uncached loop's (tinylm.model.kv_cache).")
 HELP = ("type a prompt and press Enter to continue it (an empty line starts from nothing); commands: "
         "/temp T, /top-k K, /top-p P (0 turns top-k/top-p off), /len N, /help, /quit (or Ctrl-D)")
 
 
 def register(subparsers) -> None:
-    sample = subparsers.add_parser("sample", help="generate text from a trained run", description="Generate text.")
+    sample = subparsers.add_parser("sample", help="generate text from a trained run", description=DESCRIPTION)
     add_model_arguments(sample, "sample from")
     sample.add_argument("--prompt", default="", help="text to continue (default: empty context)")
-    sample.add_argument("--max-new-tokens", type=int, default=500, metavar="N")
+    sample.add_argument("--max-new-tokens", type=int, default=500, metavar="N",
+                        help=f"tokens to generate per sample (default 500, at most {MAX_NEW_TOKENS:,})")
     sample.add_argument("--temperature", type=float, default=1.0, metavar="T", help="0 means greedy")
     sample.add_argument("--top-k", type=int, metavar="K")
     sample.add_argument("--top-p", type=float, metavar="P")
-    sample.add_argument("--num-samples", type=int, default=1, metavar="N")
+    sample.add_argument("--num-samples", type=int, default=1, metavar="N",
+                        help=f"samples drawn as one batch (default 1, at most {MAX_SAMPLES:,})")
     sample.add_argument("--seed", type=int, default=1337)
-    sample.add_argument("--device", default="auto")
+    sample.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     sample.add_argument("--prompt-file", metavar="FILE", help="read the prompt from a UTF-8 file")
     sample.add_argument("--stream", action="store_true", help="print characters as they are produced")
     sample.add_argument("--stop", metavar="STRING", help="end a sample after it generates STRING")
@@ -62,8 +80,10 @@ def read_prompt(args: argparse.Namespace) -> str:
 def cmd_sample(args: argparse.Namespace) -> int:
     from tinylm.device import resolve_device
 
-    sampling = SamplingOptions(args.max_new_tokens, args.temperature, args.top_k, args.top_p).validate()
-    check_num_samples(args.num_samples)
+    sampling = SamplingOptions(args.max_new_tokens, args.temperature, args.top_k, args.top_p).validate(MAX_NEW_TOKENS)
+    if check_num_samples(args.num_samples) > MAX_SAMPLES:
+        raise TinyLMError(f"--num-samples must be <= {MAX_SAMPLES:,}, got {args.num_samples:,}; run the command again "
+                          "for more")
     check_seed(args.seed)
     if args.stop == "":
         raise TinyLMError("--stop needs a non-empty STRING")
@@ -73,17 +93,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise TinyLMError("--compile compiles one model's step; sample an --ensemble without --compile")
     prompt = read_prompt(args)
     model, tokenizer, _, _ = load_model(args, resolve_device(args.device))
-    tokenizer.encode(prompt)  # unseen characters fail here, before anything is printed
+    check_batch(args.num_samples, len(prompt_ids(tokenizer, prompt)), sampling.max_new_tokens)  # and unseen chars
     torch.manual_seed(args.seed)
     if args.interactive:
         return interactive_loop(model, tokenizer, sampling, args.stop, args.compile)
     if args.stream:
         print_stream(model, tokenizer, prompt, sampling, args.stop, args.compile)
         return 0
-    texts = sample_texts(model, tokenizer, prompt, sampling, args.num_samples, args.stop, compiled=args.compile)
+    with out_of_memory_is_user_error(args.num_samples):
+        texts = sample_texts(model, tokenizer, prompt, sampling, args.num_samples, args.stop, compiled=args.compile)
     for i, text in enumerate(texts):
         print(("---\n" if i else "") + prompt + text)
     return 0
+
+
+def check_batch(num_samples: int, prompt_tokens: int, max_new_tokens: int) -> None:
+    total = num_samples * (prompt_tokens + max_new_tokens)
+    if total > MAX_BATCH_TOKENS:
+        raise TinyLMError(f"{num_samples:,} samples of {prompt_tokens:,} prompt + {max_new_tokens:,} new tokens are "
+                          f"{total:,} tokens in one batch, over {MAX_BATCH_TOKENS:,}; ask for fewer samples or tokens")
+
+
+@contextlib.contextmanager
+def out_of_memory_is_user_error(num_samples: int):
+    """Within the limits a batch's key/value caches (per sample: layers x block_size x n_embed) can still
+    outgrow a small machine; torch says so with a RuntimeError naming the allocator."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not isinstance(exc, torch.OutOfMemoryError) and "allocate" not in str(exc):
+            raise
+        raise TinyLMError(f"not enough memory for {num_samples:,} samples at once; ask for fewer --num-samples "
+                          "(or run the command several times)") from None
 
 
 def print_stream(model, tokenizer, prompt: str, sampling: SamplingOptions, stop: str | None,
@@ -111,7 +152,7 @@ def apply_command(line: str, sampling: SamplingOptions) -> str:
     old = getattr(sampling, field)
     setattr(sampling, field, None if field in ("top_k", "top_p") and number == 0 else number)
     try:
-        sampling.validate()
+        sampling.validate(MAX_NEW_TOKENS)
     except TinyLMError as exc:
         setattr(sampling, field, old)
         return f"not changed: {exc}"

@@ -27,14 +27,27 @@ from tinylm.compress.header import (
     VERSION,
     CompressError,
     Header,
+    adapt_settings_ok,
     digest,
     model_fingerprint,
 )
 from tinylm.compress.lockstep import Adapt, Lockstep, fixed_threads
-from tinylm.compress.symbols import TOTAL, char_bytes, from_chars, to_symbols, utf8_length
+from tinylm.compress.symbols import (
+    TOTAL,
+    char_bytes,
+    from_chars,
+    max_symbol_count,
+    min_coded_bits,
+    to_symbols,
+    utf8_length,
+)
 from tinylm.model import eval_mode
 
 MAX_ROWS = 256  # more rows than this: longer segments instead (bounded memory per step)
+# A range coder with a 64-bit state emits a 32-bit word each time its range shrinks by 2**32, so a
+# genuine payload of W words carries at least (information coded - 64) bits: the decoder's bound, with
+# 64 bits to spare. Past it the decoder would only read zeros (constriction pads an exhausted payload).
+STATE_BITS, SPARE_BITS = 64, 64
 
 
 def float32(x: float) -> float:
@@ -88,6 +101,8 @@ def compress_bytes(data: bytes, model: torch.nn.Module, tokenizer, segment: int 
     chars, symbols = to_symbols(data, tokenizer)
     rows, length = layout(len(symbols), segment)
     adapt = adapt or Adapt()
+    if not adapt_settings_ok(adapt.steps, adapt.every, float32(adapt.lr)):  # a file no decoder would accept
+        raise ValueError(f"{adapt}: steps > 0 needs every >= 1 and a finite lr > 0")
     header = Header(model_fingerprint(model, tokenizer), len(data), len(symbols), length, digest(data),
                     adapt_steps=adapt.steps, adapt_every=adapt.every, adapt_lr=float32(adapt.lr), version=version)
     grid = np.full(rows * length, -1, dtype=np.int64)  # (rows * length,), -1 past the end of the file
@@ -156,18 +171,29 @@ def _decode(words: np.ndarray, header: Header, model, tokenizer, progress: bool)
     n, escape = header.n_symbols, tokenizer.vocab_size
     stream, categorical, uniform = _coder_modules()
     decoder = stream.queue.RangeDecoder(words)
-    out = [[] for _ in range(rows)]
+    budget = 32 * len(words) + STATE_BITS + SPARE_BITS
+    cheapest = min_coded_bits(torch.tensor([[max_symbol_count(escape)]]), torch.zeros(1))
+    if n * cheapest > budget:  # even the likeliest symbol at every step would need more words
+        raise CompressError(_OVERCLAIM)
+    spent, out = 0.0, [[] for _ in range(rows)]
     with _session(model, header, rows, length) as ls, _bar(header.n_bytes, progress, "decompress") as bar:
         for t in range(length if n else 0):
             counts = ls.counts()  # (R, V + 1)
             active = sum(1 for r in range(rows) if r * length + t < n)
             column = np.zeros(rows, dtype=np.int64)
             column[:active] = decoder.decode(categorical, counts[:active].numpy().astype(np.float64))
+            spent += min_coded_bits(counts[:active], torch.from_numpy(column[:active]))
+            if spent > budget:
+                raise CompressError(_OVERCLAIM)
             for r in range(active):
                 out[r].append(_read_escaped(decoder, uniform) if column[r] == escape else tokenizer.itos[column[r]])
             ls.advance(torch.from_numpy(np.where(column < escape, column, 0)), active)
             bar.update(active * header.n_bytes / n)
     return [ch for row in out for ch in row]
+
+
+_OVERCLAIM = ("the file is damaged or forged (its header claims more characters than its payload can hold); "
+              "nothing was written")
 
 
 def _read_escaped(decoder, uniform) -> str:

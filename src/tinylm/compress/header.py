@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -63,6 +64,12 @@ def model_fingerprint(model: torch.nn.Module, tokenizer) -> bytes:
     return h.digest()[:16]
 
 
+def adapt_settings_ok(steps: int, every: int, lr: float) -> bool:
+    """Whether the decoder can replay these --adapt settings: off (0 steps), or an update every
+    ``every`` >= 1 characters at a finite positive rate (every 0 divides by zero, nan poisons the weights)."""
+    return steps == 0 or (every >= 1 and math.isfinite(lr) and lr > 0)
+
+
 @dataclass
 class Header:
     model_id: bytes
@@ -100,6 +107,8 @@ class Header:
             raise CompressError("the file is damaged (header checksum mismatch)")
         if mode not in (MODE_CODED, MODE_STORED) or kind != TOKENIZER_CHAR or n_symbols > n_bytes:
             raise CompressError("the file is damaged (impossible header values)")
+        if not adapt_settings_ok(adapt_steps, adapt_every, adapt_lr):  # the CRC is no defence against a forger
+            raise CompressError("the file is damaged or forged (impossible --adapt settings in its header)")
         header = cls(model_id, n_bytes, n_symbols, segment, checksum, mode, adapt_steps, adapt_every, adapt_lr,
                      version)
         return header, blob[HEADER_SIZE:]

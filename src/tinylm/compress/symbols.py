@@ -2,6 +2,7 @@
 
     chars, ids = to_symbols(data, tokenizer)    # ids[i] is a token id, or ESCAPE(V) for an unseen char
     counts = quantize(probs)                    # (B, V) float probabilities -> (B, V + 1) int64, fixed total
+    bits = min_coded_bits(counts, ids)          # a lower bound on what the range coder spent on them
 
 Any byte string is coded: it is read as UTF-8 with ``surrogateescape``, so each byte that is not
 valid UTF-8 becomes one lone surrogate U+DC80..U+DCFF (PEP 383), which no tokenizer knows. A
@@ -68,3 +69,19 @@ def quantize(probs: torch.Tensor) -> torch.Tensor:
     best = probs.argmax(dim=1)  # (B,)
     counts[torch.arange(B), best] += short
     return counts
+
+
+def min_coded_bits(counts: torch.Tensor, symbols: torch.Tensor) -> float:
+    """A lower bound on the bits the range coder spends on ``symbols`` (B,) under the tables ``counts``.
+
+    constriction (``Categorical(perfect=False)``, 24-bit) re-quantizes a table of total 2**22 as
+    floor(cumulative * s) + index with s < 4: a symbol of frequency c gets under 4c + 2 of 2**24, and
+    (c + 1) / 2**22 leaves room for float rounding. The decoder compares this with what the payload holds.
+    """
+    chosen = counts.gather(1, symbols.long()[:, None]).double()  # (B, 1)
+    return float((TOTAL_BITS - torch.log2(chosen + 1)).sum())
+
+
+def max_symbol_count(vocab_size: int) -> int:
+    """The largest frequency ``quantize`` gives one token: all but one count per other token and the escape's."""
+    return TOTAL - ESCAPE_COUNT - (vocab_size - 1)

@@ -33,6 +33,9 @@ from tinylm.inspect.probe import (
 )
 
 DPI = 100
+# A prompt is the user's text, not TeX: "A$$" or "$5 and $6" would otherwise go to mathtext and fail
+# (or render as maths), so texts holding a prompt are drawn literally.
+PLAIN = {"parse_math": False}
 
 
 def new_figure(width: float, height: float):
@@ -154,7 +157,7 @@ def plot_attention(model: nn.Module, tokenizer: CharTokenizer, prompt: str, out:
             ax.set_xticks(range(T), labels, fontsize=6)
             ax.set_yticks(range(T), labels, fontsize=6)
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=9)
-    fig.suptitle(f"Attention weights for {prompt[-T:]!r} (row: query, column: key)", fontsize=10)
+    fig.suptitle(f"Attention weights for {prompt[-T:]!r} (row: query, column: key)", fontsize=10, **PLAIN)
     fig.tight_layout()
     return save(fig, out)
 
@@ -166,10 +169,10 @@ def plot_next_char(model: nn.Module, tokenizer: CharTokenizer, prompt: str, k: i
     fig = new_figure(8, 4)
     ax = fig.add_subplot()
     ax.bar(range(len(top)), [p for _, p in top], color="C0")
-    ax.set_xticks(range(len(top)), [repr(ch)[1:-1] if ch != " " else "space" for ch, _ in top])
+    ax.set_xticks(range(len(top)), [repr(ch)[1:-1] if ch != " " else "space" for ch, _ in top], **PLAIN)
     ax.set_ylabel("probability")
     ax.set_ylim(0, 1)
-    ax.set_title(f"What comes after {prompt[-40:]!r}? (top {len(top)})")
+    ax.set_title(f"What comes after {prompt[-40:]!r}? (top {len(top)})", **PLAIN)
     for i, (_, p) in enumerate(top):
         ax.text(i, p + 0.01, f"{p:.2f}", ha="center", fontsize=7)
     fig.tight_layout()

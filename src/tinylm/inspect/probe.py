@@ -123,6 +123,8 @@ def next_char_distribution(model: nn.Module, tokenizer: CharTokenizer, prompt: s
     """The ``k`` most likely next characters after the prompt, with their probabilities."""
     if not prompt:
         raise TinyLMError("the prompt is empty; give one with --prompt, e.g. --prompt 'ROMEO:'")
+    if not 1 <= k <= tokenizer.vocab_size:  # 0 would draw an empty chart, a negative k fails in torch.topk
+        raise TinyLMError(f"--top-k must be in 1..{tokenizer.vocab_size} (the vocabulary size), got {k}")
     return next_token_probabilities(unwrap(model), tokenizer, prompt, k)
 
 

@@ -8,7 +8,9 @@
 Its "logits" are log-probabilities, log(mean_i softmax(logits_i)), so softmax and cross-entropy read
 them like any model's: ``exact_loss(ensemble, val_data)`` is the ensemble's exact loss, and
 ``tinylm compress --ensemble`` codes with it. An ensemble of a model with itself scores as the model
-does (up to float rounding).
+does (up to float rounding). Its caches are its members' own: past block_size a rope member's cached
+output may differ slightly from the uncached loop (``tinylm.model.kv_cache``), so sampled text with
+and without the cache can part there, as it does for that member alone.
 """
 
 from __future__ import annotations
