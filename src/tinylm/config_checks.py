@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinylm.device import is_device_name
 from tinylm.errors import ConfigError
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes at most 2**64 - 1; the margin leaves room for seed + 1 and seed + rank
@@ -61,8 +62,7 @@ def validate(cfg) -> None:
         value = _value(cfg, key)
         _require(value in choices, f"{key} must be one of {', '.join(choices)}, got {value!r}")
     m, t = cfg.model, cfg.train
-    _require(t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
-             f"device must be auto, cpu, cuda or mps, got {t.device!r}")
+    _require(is_device_name(t.device), f"device must be auto, cpu, cuda, cuda:N or mps, got {t.device!r}")
     _require(m.n_embed % m.n_heads == 0,
              f"n_embed ({m.n_embed}) must be divisible by n_heads ({m.n_heads}); change one of them")
     _require(not m.rope or (m.n_embed // m.n_heads) % 2 == 0,

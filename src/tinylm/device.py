@@ -19,8 +19,13 @@ from tinylm.errors import TinyLMError
 _ACCEPTED = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is one of the spellings tinylm accepts (whether the device exists is another matter)."""
+    return _ACCEPTED.fullmatch(name) is not None
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    if not _ACCEPTED.fullmatch(name):
+    if not is_device_name(name):
         raise TinyLMError(f"--device {name!r} is not a device tinylm knows; use auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         if torch.cuda.is_available():
