@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -47,6 +48,17 @@ def test_exact_loss_of_a_split_that_fills_whole_windows():
     model = tiny_model()
     data = torch.randint(0, 11, (8 * 4 + 1,), generator=torch.Generator().manual_seed(2))
     assert math.isclose(exact_loss(model, data), naive_exact_loss(model, data, 8), rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("length", [2, 5, 8, 9])  # up to block_size + 1: shorter than, or just one window
+def test_exact_loss_of_a_split_no_longer_than_a_window_never_reads_its_end_as_context(length):
+    """The remainder window used to start at n_targets - block_size, before the split's start: the index
+    wrapped, and the last target became every target's first context token (8 tokens: -0.63 nats)."""
+    model = tiny_model()
+    data = torch.randint(0, 11, (length,), generator=torch.Generator().manual_seed(length))
+    expected = naive_exact_loss(model, data, min(8, length - 1))
+    assert math.isclose(exact_loss(model, data, batch_size=3), expected, rel_tol=1e-5)
+    assert math.isclose(-target_log_probs(model, data).mean().item(), expected, rel_tol=1e-5)
 
 
 def test_estimates_repeat_and_leave_the_training_batches_alone():

@@ -100,8 +100,11 @@ def target_log_probs(model: torch.nn.Module, data: torch.Tensor | np.ndarray, bl
 def _scored_windows(model, data, T: int, batch_size: int, dtype: str):
     """Yields (logits (B, t, V) float32, targets (B, t)) that cover every target of ``data`` once."""
     device = model_device(model)
-    windows = _window_reader(model, data, T, device)
     n_targets = len(data) - 1
+    if n_targets < 1:
+        raise ValueError(f"scoring needs at least 2 tokens (a context and a target), got {len(data)}")
+    T = min(T, n_targets)  # a split shorter than a window is one window: the remainder's start must not wrap
+    windows = _window_reader(model, data, T, device)
     starts = torch.arange(0, n_targets - T + 1, T)  # full windows
     remainder = n_targets - len(starts) * T
     pieces = [(starts, T)] + ([(torch.tensor([n_targets - T]), remainder)] if remainder else [])
