@@ -45,15 +45,21 @@ def test_ema_follows_its_formula_with_the_warmup_on_a_toy():
     assert trainer.model.weight.item() == 1.0
 
 
-def test_average_last_k_is_the_mean_of_the_last_evaluations_and_the_end():
-    trainer, averager = toy_trainer(0.0), AverageLastCheckpoints(3)
-    for step, w in [(0, 100.0), (5, 1.0), (10, 2.0), (15, 4.0)]:  # the step-0 init is never kept
+@pytest.mark.parametrize("k, evaluated, end_step, expected", [
+    (3, [1.0, 2.0, 4.0], 16, (2.0 + 4.0 + 9.0) / 3),  # the last k - 1 evaluations and the end
+    (6, [1.0, 2.0, 4.0], 16, (1.0 + 2.0 + 4.0 + 9.0) / 4),  # fewer than k - 1: all of them, none dropped
+    (3, [1.0, 2.0, 9.0], 15, (1.0 + 2.0 + 9.0) / 3),  # stopped at its last evaluation: those weights count once
+])
+def test_average_last_k_is_the_mean_of_the_last_evaluations_and_the_end(k, evaluated, end_step, expected):
+    trainer, averager = toy_trainer(0.0), AverageLastCheckpoints(k)
+    for step, w in zip([0, 5, 10, 15], [100.0] + evaluated):  # the step-0 init is never kept
         trainer.step = step
         set_weight(trainer, w)
         averager.on_eval(trainer, {})
+    trainer.step = end_step
     set_weight(trainer, 9.0)
     averager.on_train_end(trainer)
-    assert averager.averaged["weight"].item() == pytest.approx((2.0 + 4.0 + 9.0) / 3)
+    assert averager.averaged["weight"].item() == pytest.approx(expected)
 
 
 def test_averaging_is_off_by_default_and_keys_are_validated():

@@ -113,10 +113,12 @@ class AverageLastCheckpoints(Callback):
     def __init__(self, k: int):
         self.snapshots: deque[dict[str, torch.Tensor]] = deque(maxlen=k)
         self.averaged: dict[str, torch.Tensor] | None = None
+        self.snapshot_step = -1  # the step of the newest snapshot taken in this process
 
     def on_eval(self, trainer: Trainer, result: dict[str, float]) -> None:
         if trainer.step > 0:  # the random init is a checkpoint too, but never worth averaging in
             self.snapshots.append(float_state(trainer.model))
+            self.snapshot_step = trainer.step
 
     @staticmethod
     def average(snapshots: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -138,9 +140,10 @@ class AverageLastCheckpoints(Callback):
         The final weights are not kept as a snapshot, so a run resumed from here keeps the same
         snapshots as one that never stopped.
         """
-        final = float_state(trainer.model)
-        last = len(self.snapshots) - self.snapshots.maxlen + 1  # keep K - 1 snapshots besides the final weights
-        kept = list(self.snapshots)[last:] if self.snapshots.maxlen > 1 else []
+        final, kept = float_state(trainer.model), list(self.snapshots)
+        if kept and self.snapshot_step == trainer.step:  # stopped at an evaluation (target reached): the
+            kept.pop()  # newest snapshot is the final weights, which must count once
+        kept = kept[-(self.snapshots.maxlen - 1):] if self.snapshots.maxlen > 1 else []  # K - 1, or all there are
         self.averaged = self.average(kept + [final])
 
 
