@@ -8,7 +8,9 @@ budget of training seconds, then score the full val split. One JSON line per run
 The step count comes from timing 4 steps of a throwaway copy of the model (after 2 warm-up steps), so
 a run on a busier machine gets fewer steps: compare rows measured back to back on a quiet machine.
 ``--warmdown-frac`` sets ``warmdown_iters`` to that fraction of the steps (a warmup-stable-decay
-schedule); without it the preset's schedule is stretched to the step count.
+schedule). Without it only ``max_iters`` and ``lr_decay_iters`` follow the step count: the preset's
+``warmup_iters`` and ``warmdown_iters`` stay as they are, in steps (the rows in RESULTS.md were
+measured so), which for a short budget is a larger share of the run.
 This is how `cpu-speedrun` was chosen (benchmarks/RESULTS.md); its own 60 s test is speedrun.py.
 """
 

@@ -18,7 +18,7 @@ Sections, in this order, each a markdown table with the date and the card's name
    nanoGPT's own model and loop in the same process, interleaved in chunks (benchmarks/speed.py;
    nanoGPT steps as its train.py does on CUDA).
 4. sampling: tokens/s of ``generate()`` at batch 1 and 16, 1000 new tokens, with and without the
-   key/value cache, rope and learned positions (the rows of benchmarks/generate.py), eager.
+   key/value cache, rope and learned positions, and at batch 1 compiled (the rows of benchmarks/generate.py).
 
 ``--sections speedrun,speed`` runs only those sections. The tables go to stdout and, written
 atomically, to ``--out``. ``--smoke`` runs every section with tiny models, a few steps and a few

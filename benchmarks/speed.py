@@ -185,7 +185,8 @@ def main(argv=None) -> None:
     runners = {"textbook": (textbook_runner(cfg, corpus, device), default_threads)}
     if args.nanogpt:
         runners["nanoGPT"] = (nanogpt_runner(args.nanogpt, eager_cfg, corpus, device), default_threads)
-    runners |= {f"tinylm eager ({default_threads} threads)": (eager, default_threads), fast_name: (fast, fast_threads)}
+    eager_name = f"tinylm eager ({default_threads} thread{'s' * (default_threads > 1)})"
+    runners |= {eager_name: (eager, default_threads), fast_name: (fast, fast_threads)}
     ms = time_rows(runners, args, device)
     print_table(cfg, args, device, ms, n_params)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")

@@ -16,7 +16,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-json", metavar="JSON", help="a config as a JSON object string")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set max_iters=100; repeatable")
-    parser.add_argument("--data", metavar="PATH", help="a UTF-8 text file (default: Tiny Shakespeare)")
+    parser.add_argument("--data", metavar="PATH",
+                        help="a UTF-8 text file or a prepared dataset directory (default: Tiny Shakespeare)")
     parser.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
     parser.add_argument("--seed", type=int, help="random seed (default: 1337)")
 

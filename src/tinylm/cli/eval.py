@@ -13,12 +13,13 @@ from tinylm.cli.common import add_model_arguments, load_model
 
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser("eval", help="exact train and val perplexity (and bits per byte) of a run",
-                                     description="Score every token.")
+                                     description="Score every token of each split, up to --max-tokens "
+                                                 "(default 1,000,000; 0: all).")
     add_model_arguments(evaluate, "score")
     evaluate.add_argument("--data", metavar="PATH",
                           help="the text (or prepared directory) the run was trained on, if not the default")
     evaluate.add_argument("--max-tokens", type=int, default=1_000_000, metavar="N",
-                          help="score at most the first N tokens of each split (0: all of them)")
+                          help="score at most the first N tokens of each split (default: 1,000,000; 0: all of them)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     evaluate.set_defaults(handler=cmd_eval)
 

@@ -2,7 +2,7 @@
 
     chars, ids = to_symbols(data, tokenizer)    # ids[i] is a token id, or ESCAPE(V) for an unseen char
     counts = quantize(probs)                    # (B, V) float probabilities -> (B, V + 1) int64, fixed total
-    bits = min_coded_bits(counts, ids)          # a lower bound on what the range coder spent on them
+    bits = min_coded_bits(counts, torch.tensor(ids[:B]))   # a lower bound on the coder's bits for B symbols
 
 Any byte string is coded: it is read as UTF-8 with ``surrogateescape``, so each byte that is not
 valid UTF-8 becomes one lone surrogate U+DC80..U+DCFF (PEP 383), which no tokenizer knows. A

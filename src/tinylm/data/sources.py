@@ -1,7 +1,7 @@
 """Where a corpus comes from: files, directories and globs, read as a stream of document pieces.
 
     files = expand_sources(["books/", "notes/*.md", "stories.jsonl.gz", "tiny.parquet"])
-    for text, new_doc in iter_pieces(files, text_field="text"):
+    for text, new_doc in iter_pieces(files.files, text_field="text"):
         ...   # text: at most ~1 MB; new_doc: True on the first piece of each document
 
 A text file (any UTF-8 file) is one document, read in pieces cut after a newline; a ``.jsonl`` /

@@ -1,7 +1,7 @@
 """Whole-step CUDA graphs: a training step's forward, backward, clipping and optimizer update, recorded
 once and then replayed with a single launch.
 
-    step = GraphedStep(trainer_update, optimizer, device)   # the Trainer makes one when cuda_graph=True
+    step = GraphedStep(trainer_update, optimizer, device, print)   # the Trainer makes one when cuda_graph=True
     loss = step(batches)      # the first WARMUP_STEPS calls run eagerly, the next records, then replays
 
 Why: a small model on a GPU spends its step launching kernels from Python. The ``speedrun`` preset's
