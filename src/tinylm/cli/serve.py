@@ -11,8 +11,6 @@ pay off, and on a busy 2-core CPU its default made 2000-token requests take 16-1
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 
 from tinylm.errors import TinyLMError
 
@@ -49,19 +47,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
     from tinylm.serve.app import create_app
+    from tinylm.serve.background import check_port_free, exit_with_parent
 
-    if not 1 <= args.port <= 65535:  # 0 would let the OS pick, and the printed address would be wrong
-        raise TinyLMError(f"--port must be in 1..65535, got {args.port}")
     for name, value, low in [("--threads", args.threads, 1), ("--max-generations", args.max_generations, 1),
                              ("--queue", args.queue, 0)]:
         if value is not None and value < low:
             raise TinyLMError(f"{name} must be >= {low}, got {value}")
-    try:  # fail with one line, before loading the model, if the port is taken
-        with socket.create_server((args.host, args.port)):
-            pass
-    except OSError as exc:
-        raise TinyLMError(f"cannot listen on {args.host}:{args.port} ({os.strerror(exc.errno or 0)}); "
-                          "pick another --port") from None
+    check_port_free(args.host, args.port, "--port")
     torch.set_num_threads(args.threads)  # process-wide: every generation thread uses this many
     app = create_app(args.run, args.device, args.max_generations, args.queue, compiled=args.compile)
     print(f"tinylm playground on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
@@ -69,8 +61,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                            limit_concurrency=MAX_CONNECTIONS))
     app.state.stopping = lambda: server.should_exit  # after Ctrl-C, open live-event streams end themselves
     if args.exit_with_parent:
-        from tinylm.serve.background import exit_with_parent
-
         exit_with_parent()
     server.run()
     return 0

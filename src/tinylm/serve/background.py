@@ -31,15 +31,16 @@ from tinylm.training.rundir import RunDir
 EXIT_INTERRUPTED = 130  # the CLI's code for Ctrl-C: the child got the terminal's SIGINT too
 
 
-def check_port_free(host: str, port: int) -> None:
-    """One-line error now, before any training, if the port cannot be bound."""
+def check_port_free(host: str, port: int, option: str = "--serve port") -> None:
+    """One-line error now, before any training or model loading, if the port cannot be bound."""
     if not 1 <= port <= 65535:  # 0 would let the OS pick, and the printed address would be wrong
-        raise TinyLMError(f"--serve port must be in 1..65535, got {port}")
+        raise TinyLMError(f"{option} must be in 1..65535, got {port}")
     try:
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        raise TinyLMError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --serve port") from None
+        raise TinyLMError(f"cannot listen on {host}:{port} ({os.strerror(exc.errno or 0)}); "
+                          f"pick another {option}") from None
 
 
 class BackgroundServer:
