@@ -24,6 +24,7 @@ from tinylm.atomic import atomic_write_text
 from tinylm.cloud.runpod_api import one_line
 from tinylm.cloud.runpod_provider import valid_pod_id
 from tinylm.errors import TinyLMError
+from tinylm.jsonfile import MAX_JSON_BYTES, read_regular_file
 
 STATE_NAME = "cloud.json"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -53,8 +54,11 @@ class CloudState:
                               "move that file away")
         if not path.exists() and not path.is_symlink():
             return cls(state_dir)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+        try:  # bounded and never blocking: a FIFO or /dev/zero in its place is refused, not read for ever
+            raw = read_regular_file(path, MAX_JSON_BYTES)
+            if raw is None:
+                raise TinyLMError(f"cannot read the cloud state {path} (not a regular file); delete it")
+            data = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             raise TinyLMError(f"cloud state {path} is not valid JSON ({one_line(exc)}); fix or delete it") from None
         except OSError as exc:  # a directory, a dangling link, no permission, or .tinylm itself a file
