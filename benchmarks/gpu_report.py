@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from types import SimpleNamespace
@@ -50,6 +51,7 @@ import speedrun
 BEGAN = time.perf_counter()
 TINY = ["n_layer=2", "n_embed=32", "n_heads=2", "block_size=16", "batch_size=8", "eval_iters=2", "threads=1"]
 RESERVE_S = 180.0  # what the 5-minute section leaves for its compile, its final score, training speed, sampling
+GRAPHED_ROW = "tinylm fast (bf16, compiled, CUDA graph)"
 SECTIONS = ("speedrun", "five-min", "speed", "sampling")  # --sections names, in the report's order
 TINY_SPEEDRUN = TINY + ["max_iters=4", "lr_decay_iters=4", "warmup_iters=1", "warmdown_iters=2",
                         "eval_interval=2", "compile=false"]
@@ -133,11 +135,13 @@ def speed_rows(args, device: torch.device) -> list[str]:
     runners["tinylm eager (fp32)"] = (eager, threads)
     runners[f"tinylm fast ({'bf16, compiled' if on_gpu else 'fp32'})"] = (fast, threads)
     if on_gpu:
-        runners["tinylm fast (bf16, compiled, CUDA graph)"] = (graphed, threads)
+        runners[GRAPHED_ROW] = (graphed, threads)
     iters = 60 if args.budget_s - elapsed() > 150 else 20  # fewer chunks when the budget runs short
     timing = SimpleNamespace(warmup=1, iters=2, chunk=1) if args.smoke else SimpleNamespace(warmup=10, iters=iters,
                                                                                            chunk=10)
     ms = speed.time_rows(runners, timing, device)
+    if on_gpu and graphed.__self__.graphed.graph is None:  # the row must say what it timed
+        ms[GRAPHED_ROW.replace("CUDA graph", "recording failed: eager steps")] = ms.pop(GRAPHED_ROW)
     tokens, peak = cfg.train.batch_size * cfg.model.block_size, speed.peak_flops(device)
     base = ms.get("nanoGPT (its train.py defaults)")
     rows = ["| date | card | config | path | ms/iter | tokens/s | MFU | vs nanoGPT |",
@@ -166,11 +170,22 @@ def speedrun_rows(args, device: torch.device) -> list[str]:
     rows = ["| date | card | preset | steps | before the clock s | train s | wall s (its process) | command wall s | "
             f"full val loss | <= {target} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for label, overrides in variants.items():
-        run = speedrun.run_seed("speedrun", 1337, overrides, timeout=max(30.0, args.budget_s - elapsed()))
+        began = elapsed()
+        try:  # one variant failing (a recording, a compile) must not lose the others' rows
+            run = speedrun.run_seed("speedrun", 1337, overrides, timeout=max(30.0, args.budget_s - elapsed()))
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            rows.append(f"{stamp(device)} {label}: failed after {elapsed() - began:.0f} s: {first_line(exc)} |")
+            continue
+        if "cuda_graph=true" in overrides and not run["graph_replayed"]:
+            label += " (recording failed: eager steps)"
         reached = "yes" if run["val_loss"] <= target else "no"
         rows.append(f"{stamp(device)} {label} | {run['steps']} | {run['phases']['warmup_s']:.1f} | "
                     f"{run['train_s']:.1f} | {run['wall_s']:.1f} | {elapsed():.1f} | {run['val_loss']:.4f} | {reached} |")
     return rows
+
+
+def first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
 
 
 def five_minute_rows(args, device: torch.device) -> list[str]:
@@ -219,9 +234,7 @@ def main(argv=None) -> None:
             rows = section(args, device)
         except Exception as exc:  # noqa: BLE001  one failed section (timeout, OOM) must not lose the others
             failed.append(title)
-            reason = (str(exc).splitlines() or [""])[0]
-            rows = [(f"{stamp(device)} {title}: failed after {elapsed() - began:.0f} s: "
-                     f"{type(exc).__name__}: {reason} |")]
+            rows = [f"{stamp(device)} {title}: failed after {elapsed() - began:.0f} s: {first_line(exc)} |"]
         report += [f"## {title} ({elapsed() - began:.0f} s)", "", *rows, ""]
         print("\n".join(report[-len(rows) - 3:]), flush=True)
     report.append(f"whole command: {elapsed():.0f} s wall; load average {os.getloadavg()[0]:.2f} at the end")

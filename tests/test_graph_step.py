@@ -10,6 +10,7 @@ import torch
 from conftest import TINY
 from tinylm.config import load_config
 from tinylm.errors import ConfigError
+from tinylm.training import graph_step
 from tinylm.training.graph_step import GraphedStep, portable_optimizer_state, use_device_lrs
 from tinylm.training.run import build_trainer, prepare_corpus, train_run
 
@@ -101,6 +102,19 @@ class _NoStream:
     def wait_stream(self, other) -> None: ...
 
 
+class _Generator:
+    """Stands in for the CUDA generator on the CPU: records that its state was put back."""
+
+    def __init__(self):
+        self.restored = []
+
+    def clone_state(self):
+        return "state before recording"
+
+    def graphsafe_set_state(self, state) -> None:
+        self.restored.append(state)
+
+
 def test_a_failed_recording_says_why_in_one_line_and_trains_on(small_text, monkeypatch):
     """Recording can fail on a GPU (an op that syncs the host, say). Simulated on the CPU: the step
     falls back to eager steps with one line, and the run still trains as an eager run does."""
@@ -112,6 +126,8 @@ def test_a_failed_recording_says_why_in_one_line_and_trains_on(small_text, monke
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "CUDAGraph", object)
     monkeypatch.setattr(torch.cuda, "graph", refuse_to_record)
+    generator = _Generator()
+    monkeypatch.setattr(graph_step, "cuda_generator", lambda device: generator)
     cfg = load_config(overrides=MUON + [f"data={small_text}", "device=cpu"])
     said = []
     trainer = build_trainer(cfg, prepare_corpus(cfg), None, progress=False, log=said.append)
@@ -121,5 +137,41 @@ def test_a_failed_recording_says_why_in_one_line_and_trains_on(small_text, monke
     assert said == ["cuda_graph: recording the training step failed (operation not permitted when stream is "
                     "capturing); training on without a graph"]
     assert trainer.graphed.failed and trainer.graphed.graph is None and trainer.graphed.eager_steps == 12
+    assert generator.restored == ["state before recording"]
     torch.testing.assert_close(torch.tensor(trainer.train_losses), torch.tensor(trained_losses(cfg, False)),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a real failed capture needs a CUDA GPU")
+def test_after_a_real_failed_recording_dropout_still_draws(small_text):
+    """A capture that CUDA itself aborts (here a host sync inside the step) leaves the generator in
+    capture mode, and every later random op failed ("Offset increment outside graph capture"). With
+    its state put back, the run trains on eagerly, dropout included."""
+    cfg = load_config(overrides=MUON + [f"data={small_text}", "device=cuda", "dropout=0.1", "cuda_graph=true"])
+    said = []
+    trainer = build_trainer(cfg, prepare_corpus(cfg), None, progress=False, log=said.append)
+    update = trainer.graphed.update
+
+    def syncs_while_capturing(batches):
+        loss = update(batches)
+        if torch.cuda.is_current_stream_capturing():
+            loss.item()  # not allowed during a capture: CUDA invalidates it
+        return loss
+
+    trainer.graphed.update = syncs_while_capturing
+    trainer.run_steps(cfg.train.max_iters)
+    trainer.sync_losses()
+    assert trainer.graphed.failed and len(trainer.train_losses) == cfg.train.max_iters, said
+    assert any("recording the training step failed" in line for line in said)
+    assert torch.rand(3, device="cuda").shape == (3,)
+
+
+def test_recorded_inputs_keep_the_strides_of_the_batches():
+    """torch.compile guards on strides: the loader's views of a (B, T + 1) buffer must be recorded as
+    such, or the compiled model recompiles inside the capture (seen on an H100: 'idx' stride 257 vs 256)."""
+    buffer = torch.arange(2 * 9).view(2, 9)
+    x, y = buffer[:, :-1], buffer[:, 1:]  # (B, T) views, row stride T + 1
+    for view in (x, y):
+        copy = graph_step.same_layout_copy(view)
+        assert copy.stride() == view.stride() and torch.equal(copy, view)
+        assert copy.data_ptr() != view.data_ptr()

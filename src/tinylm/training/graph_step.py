@@ -17,7 +17,8 @@ launches the same kernels without Python in between. What a replay needs, and wh
 - No host synchronisation inside the step (the Trainer has none) and autocast without its weight cache.
 
 Dropout stays random: PyTorch moves the graph's RNG offset on every replay. If recording fails, the
-run says why in one line and goes on eagerly.
+run says why in one line and goes on eagerly. A failed capture leaves the CUDA generator in capture
+mode (every later random op then fails), so its state is put back from a copy taken before recording.
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def portable_optimizer_state(state: dict) -> dict:
     return {**state, "param_groups": groups}
 
 
+def same_layout_copy(t: torch.Tensor) -> torch.Tensor:
+    """A copy with ``t``'s strides. The loader's x and y are views of one (B, T + 1) buffer (row stride
+    T + 1); torch.compile guards on strides, so a contiguous input would recompile the model inside
+    the capture, and compiling cannot be recorded."""
+    return torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=t.device).copy_(t)
+
+
+def cuda_generator(device: torch.device) -> torch.Generator:
+    """The default CUDA generator of ``device`` (dropout draws from it)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.default_generators[index]
+
+
 class GraphedStep:
     """Runs ``update(batches) -> loss`` (gradients, clipping, optimizer step) as a replayed CUDA graph."""
 
@@ -96,13 +110,16 @@ class GraphedStep:
     def _record(self, batches) -> bool:
         """Record one step on ``batches`` and replay it (recording alone runs nothing); False if it failed."""
         use_device_lrs(self.optimizer, self.device)
-        self.static_batches = [(x.clone(), y.clone()) for x, y in batches]
+        self.static_batches = [(same_layout_copy(x), same_layout_copy(y)) for x, y in batches]
         self.optimizer.zero_grad(set_to_none=True)  # backward makes the gradients inside the graph's memory
         graph = torch.cuda.CUDAGraph()
+        generator = cuda_generator(self.device)
+        rng_before = generator.clone_state()  # a copy that is not in capture mode
         try:
             with torch.cuda.graph(graph):
                 self.static_loss = self.update(self.static_batches)
         except RuntimeError as exc:
+            generator.graphsafe_set_state(rng_before)
             self.failed, self.static_batches = True, []
             self.optimizer.zero_grad(set_to_none=True)
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
