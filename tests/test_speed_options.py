@@ -13,6 +13,7 @@ from tinylm.errors import ConfigError
 from tinylm.model.rope import Rotary
 from tinylm.optim import hidden_matrices, make_optimizer
 from tinylm.optim.muon import Muon, orthogonalize
+from tinylm.training.compiled import CompiledBlocks, compile_for_training
 from tinylm.training.run import train_run
 
 V = 65
@@ -182,14 +183,16 @@ def test_bad_option_values_are_config_errors(bad):
 
 
 @pytest.mark.slow
-def test_compiled_and_eager_agree():
-    """Logits and every gradient. Two layers, so that code reused across layers is covered: a block
-    marked as a nested compile region gave wrong gradients from its second layer on (torch 2.13, CPU).
-    Inductor on CPU compiles C++ kernels, so this takes a minute or so on a quiet 2-core VM."""
+@pytest.mark.parametrize("scope", ["model", "blocks"])
+def test_compiled_and_eager_agree(scope):
+    """Logits and every gradient, the whole model compiled or each block. Two layers, so that code
+    reused across layers is covered: a block marked as a nested compile region gave wrong gradients
+    from its second layer on (torch 2.13, CPU). Inductor on CPU compiles C++ kernels, so this takes a
+    minute or so on a quiet 2-core VM."""
     def two_layers():
         torch.manual_seed(0)
         return TransformerLanguageModel(V, n_embed=32, block_size=16, n_layer=2, n_heads=2, **ALL_ON)
-    eager, compiled = two_layers(), torch.compile(two_layers())
+    eager, compiled = two_layers(), compile_for_training(two_layers(), scope)
     with torch.no_grad():  # random projections instead of zeros, so every path carries signal
         for p_e, p_c in zip(eager.parameters(), compiled.parameters()):
             p_e.normal_(std=0.1)
@@ -214,3 +217,22 @@ def test_speed_presets_use_the_tricks_and_validate():
     assert gpu.train.cuda_graph  # an H100: 35.1 s wall recorded, 41.4 s eager (RESULTS.md)
     cpu = load_config(preset="cpu-speedrun")
     assert cpu.model.rope and cpu.model.mlp_activation == "relu2" and cpu.train.threads == 0
+
+
+def test_blocks_compiled_in_place_keep_one_name_per_parameter():
+    """CompiledBlocks names each parameter once, under ``_orig_mod.`` as torch.compile's wrapper does,
+    so checkpoints strip one prefix and load into an eager model; its compiled blocks share them."""
+    torch.manual_seed(0)
+    eager = TransformerLanguageModel(V, n_embed=32, block_size=16, n_layer=2, n_heads=2, **ALL_ON)
+    wrapped = CompiledBlocks(eager)
+    assert list(wrapped.state_dict()) == ["_orig_mod." + key for key in eager.state_dict()]
+    assert len(list(wrapped.parameters())) == len(list(eager.parameters()))
+    for compiled, block in zip(wrapped.compiled_blocks, eager.blocks):
+        assert compiled._orig_mod is block
+
+
+def test_compile_scope_is_checked():
+    with pytest.raises(ConfigError, match="compile_scope must be one of model, blocks"):
+        load_config(overrides=["compile_scope=layers"])
+    with pytest.raises(ConfigError, match="a bigram has none"):
+        load_config(overrides=["kind=bigram", "compile_scope=blocks"])

@@ -76,6 +76,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # "auto" (bf16 autocast where supported), "float32", "bfloat16"
     compile: bool = False
+    compile_scope: str = "model"  # with compile: "model" (one graph), or "blocks" (one block's graph reused per layer)
     cuda_graph: bool = False  # record the training step once and replay it (CUDA only; training/graph_step.py)
     threads: int = 0  # CPU threads for PyTorch's kernels (0 = PyTorch's default); 1 wins on a loaded CPU
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for 2-D hidden matrices, AdamW for the rest

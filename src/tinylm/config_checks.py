@@ -38,6 +38,7 @@ CHOICES = {
     "dtype": ("auto", "float32", "bfloat16"),
     "optimizer": ("adamw", "muon"),
     "mlp_activation": ("gelu", "relu2"),
+    "compile_scope": ("model", "blocks"),
 }
 TRACKERS = ("tensorboard", "wandb", "trackio")
 
@@ -70,6 +71,8 @@ def validate(cfg) -> None:
              "change n_embed or n_heads")
     _require(not (t.ema_decay and t.average_last),
              "ema_decay and average_last are both set; each saves its own averaged weights, so set only one")
+    _require(t.compile_scope == "model" or m.kind == "transformer",
+             "compile_scope=blocks compiles a transformer's blocks; a bigram has none: use compile_scope=model")
     tracker_names(t.track)
 
 

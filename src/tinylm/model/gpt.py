@@ -18,7 +18,7 @@ The notebook's names for this class (``TransformerLanguageModel``, ``BigramLangu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -191,15 +191,19 @@ class GPT(nn.Module):
             x = x + self.position_embedding(positions)
         return self.dropout(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
-        """idx (B, T) -> logits (B, T, V); with a cache, idx holds the tokens after the cached ones."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                blocks: Sequence[nn.Module] | None = None):
+        """idx (B, T) -> logits (B, T, V); with a cache, idx holds the tokens after the cached ones.
+
+        ``blocks`` runs other modules in place of ``self.blocks`` (without a cache): the same blocks
+        compiled, for training (tinylm/training/compiled.py)."""
         B, T = idx.shape
         start = 0 if cache is None else cache.length  # position of idx[:, 0]
         if start + T > self.block_size:
             raise ValueError(f"sequence length {start + T} exceeds block_size {self.block_size}")
         if cache is None:
             x = self.embed(idx)  # (B, T, C)
-            for block in self.blocks:
+            for block in blocks or self.blocks:
                 x = block(x)  # (B, T, C)
             logits = self.head(self.ln_f(x))  # (B, T, V)
         else:

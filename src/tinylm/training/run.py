@@ -32,6 +32,7 @@ from tinylm.model import build_model
 from tinylm.optim import LRSchedule, make_optimizer
 from tinylm.training.averaging import averaging_callbacks
 from tinylm.training.ckpt_checks import check_training_state
+from tinylm.training.compiled import compile_for_training
 from tinylm.training.distributed import DistContext, wrap_model
 from tinylm.training.rundir import RunDir
 from tinylm.training.tracking import require_trackers, tracking_for
@@ -168,7 +169,7 @@ def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, re
     train_loader = make_loader(corpus.train_data, m.block_size, t.batch_size, device, seed=t.seed, vocab_size=vocab)
     val_loader = make_loader(corpus.val_data, m.block_size, t.batch_size, device, seed=t.seed + 1, vocab_size=vocab)
     if t.compile:
-        model = torch.compile(model)
+        model = compile_for_training(model, t.compile_scope)
     evaluator = Evaluator(model, train_loader, val_loader, eval_iters=t.eval_iters, dtype=t.dtype,
                           seed=dist.rank, reduce=dist.all_reduce_mean, val_tokens_per_byte=corpus.val_tokens_per_byte)
     if dist.active:
