@@ -212,7 +212,7 @@ def five_minute_rows(args, device: torch.device) -> list[str]:
     for k, member in enumerate(members, 1):
         rows.append(f"{stamp(device)} {label} | {k} | {member.seed} | {member.steps} | {member.train_s_so_far:.1f} | "
                     f"{member.val_loss:.4f} | {member.ensemble_loss:.4f} |")
-        print(rows[-1], flush=True)
+        print(rows[-1], file=sys.stderr, flush=True)  # progress; stdout gets the section once, below
         if args.budget_s - elapsed() < RESERVE_S + (elapsed() - began) / k:  # the next one would eat the reserve
             break
     return rows

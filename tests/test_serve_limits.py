@@ -177,3 +177,29 @@ def test_a_dropped_stream_stops_its_generation(server):
     assert (generations["running"], generations["waiting"]) == (1, 0), generations
     sock.close()
     wait_idle(server, timeout=5)
+
+
+def test_a_body_that_trickles_is_refused_with_408():
+    """uvicorn waits for a body forever; the middleware gives it ``timeout_s`` in all (here 0.2 s, the
+    server's default is 10 s), then answers 408 without calling the app. Driven as ASGI, in-process."""
+    import asyncio
+
+    from tinylm.serve.limits import BodyLimit
+
+    called, sent = [], []
+
+    async def app(scope, receive, send):
+        called.append(scope["path"])
+
+    async def trickle():  # one byte every 50 ms, never the last
+        await asyncio.sleep(0.05)
+        return {"type": "http.request", "body": b"{", "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/generate", "headers": [(b"content-length", b"1000")]}
+    began = time.monotonic()
+    asyncio.run(BodyLimit(app, timeout_s=0.2)(scope, trickle, send))
+    assert time.monotonic() - began < 2 and called == []
+    assert sent[0]["status"] == 408 and "within 0.2 s" in json.loads(sent[1]["body"])["error"]

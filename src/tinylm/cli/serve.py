@@ -15,7 +15,8 @@ import argparse
 from tinylm.errors import TinyLMError
 
 # Open connections and tasks at once; beyond, uvicorn answers 503. Requests are bounded by their own
-# queues; this bounds what they cannot: idle or slowly sending clients (uvicorn has no body timeout).
+# queues, and a body must arrive within BODY_TIMEOUT_S (serve/limits.py); this bounds the rest: idle
+# clients and slow request headers.
 MAX_CONNECTIONS = 256
 
 

@@ -1,6 +1,6 @@
 """What keeps ``tinylm serve`` responsive under load: a body cap, a bounded generation queue, cancellation.
 
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)   # 413 before a byte is parsed
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)   # 413 before a byte is parsed; 408 after 10 s
     slots = GenerationSlots(running=2, waiting=8)             # more at once: 503 with Retry-After
     req = parse_body(await request.body(), GenerateRequest)   # any content type; TinyLMError -> 400
     ticket = slots.admit()
@@ -26,6 +26,7 @@ from typing import Any
 from tinylm.errors import TinyLMError
 
 MAX_BODY_BYTES = 256 * 1024  # a 10,000-character prompt is at most ~120 KB of JSON (\uXXXX escapes)
+BODY_TIMEOUT_S = 10.0  # 256 KB in 10 s is ~26 KB/s: any client that means it sends faster
 RETRY_AFTER_S = 2
 _END = object()
 
@@ -41,26 +42,27 @@ class ClientGone(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: read at most ``max_bytes`` of a request body, else answer 413 without parsing it."""
+    """ASGI middleware: read at most ``max_bytes`` of a request body within ``timeout_s``, else answer
+    413 (too large) or 408 (too slow) without parsing it. uvicorn itself waits for a body forever, so a
+    client trickling one byte at a time would hold its connection (one of MAX_CONNECTIONS) for good."""
 
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, timeout_s: float = BODY_TIMEOUT_S):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_bytes:
-            return await self._too_large(send)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:  # chunked bodies carry no Content-Length
-                return await self._too_large(send)
+            return await self._refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), self.timeout_s)
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+            return await self._refuse(send, 408, f"request body not received within {self.timeout_s:g} s")
+        if body is None:  # the client left
+            return None
+        if len(body) > self.max_bytes:  # chunked bodies carry no Content-Length
+            return await self._refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
         delivered = False
 
         async def replay():
@@ -72,9 +74,20 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send) -> None:
-        payload = json.dumps({"error": f"request body larger than {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+    async def _read_body(self, receive) -> bytes | None:
+        """The whole body, or its first ``max_bytes`` + 1 and more; None if the client disconnects."""
+        body, more = b"", True
+        while more and len(body) <= self.max_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        return body
+
+    async def _refuse(self, send, status: int, error: str) -> None:
+        payload = json.dumps({"error": error}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
                                 (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
