@@ -219,7 +219,7 @@ def test_speed_presets_use_the_tricks_and_validate():
     assert cpu.model.rope and cpu.model.mlp_activation == "relu2" and cpu.train.threads == 0
 
 
-def test_blocks_compiled_in_place_keep_one_name_per_parameter():
+def test_a_model_compiled_by_block_names_each_parameter_once():
     """CompiledBlocks names each parameter once, under ``_orig_mod.`` as torch.compile's wrapper does,
     so checkpoints strip one prefix and load into an eager model; its compiled blocks share them."""
     torch.manual_seed(0)
