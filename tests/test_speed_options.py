@@ -236,3 +236,26 @@ def test_compile_scope_is_checked():
         load_config(overrides=["compile_scope=layers"])
     with pytest.raises(ConfigError, match="a bigram has none"):
         load_config(overrides=["kind=bigram", "compile_scope=blocks"])
+
+
+@pytest.mark.slow
+def test_a_run_compiled_by_block_resumes_step_for_step_and_loads_eagerly(small_text, tmp_path):
+    """Checkpoints of a compile_scope=blocks run hold the eager model's names: a resumed run continues
+    it step for step, and its weights load into a plain model with the same logits. (One compile: the
+    block graph is reused by every run in the process.)"""
+    from tinylm.model import build_model
+    from tinylm.training.ckpt_checks import clean_state_dict
+    from tinylm.training.rundir import load_checkpoint, unwrap
+
+    base = TINY + [f"data={small_text}", "compile=true", "compile_scope=blocks", "eval_interval=4", "dropout=0.0"]
+    quiet = {"progress": False, "log": lambda _: None}
+    full = train_run(load_config(overrides=base + ["max_iters=8"]), tmp_path / "full", **quiet)
+    train_run(load_config(overrides=base + ["max_iters=4"]), tmp_path / "split", **quiet)
+    resumed = train_run(load_config(overrides=base + ["max_iters=8"]), tmp_path / "split", resume=True, **quiet)
+    assert isinstance(resumed.trainer.model, CompiledBlocks)
+    assert resumed.trainer.train_losses == full.trainer.train_losses
+    trained = unwrap(resumed.trainer.model)
+    plain = build_model(trained.config, trained.vocab_size)
+    plain.load_state_dict(clean_state_dict(load_checkpoint(tmp_path / "split" / "ckpt.pt")["model"]))
+    x = torch.randint(0, trained.vocab_size, (2, 16))
+    assert torch.equal(plain.eval()(x)[0], trained.eval()(x)[0])
