@@ -58,6 +58,13 @@ def run_script(name: str, *args: str) -> str:
     return proc.stdout
 
 
+def test_eval_speed_times_both_ways_and_they_estimate_the_same(shakespeare):
+    out = run_script("eval_speed.py", "--preset", "cpu-small", "--rounds", "1", *SETS)
+    rows = [line.split("|") for line in out.splitlines() if line.startswith(("| one", "| joined"))]
+    assert len(rows) == 2 and rows[0][3] == rows[1][3]  # the same windows: the same estimate
+    assert all(float(row[2]) > 0 for row in rows)
+
+
 def test_profile_step_splits_a_step_into_busy_time_and_top_ops(shakespeare):
     out = run_script("profile_step.py", "--steps", "2", "--warmup", "1", "--top", "3", *SETS)
     wall, busy = (float(out.split(word)[1].split()[0]) for word in ("wall ", "ops busy "))
