@@ -118,13 +118,9 @@ def default_max_generations() -> int:
 def create_app(run_dir: str, device_name: str = "auto", max_generations: int | None = None,
                queue: int = DEFAULT_QUEUE, compiled: bool = False):
     """The FastAPI application serving ``run_dir``'s model; ``compiled``: generate through compiled steps."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, StreamingResponse
-    from starlette.background import BackgroundTask
-    from starlette.concurrency import run_in_threadpool
+    from fastapi import FastAPI
 
     slots = GenerationSlots(max_generations or default_max_generations(), queue)
-    GenerateRequest, NextCharRequest = request_models()
     app = FastAPI(title="tinylm playground")
     app.add_middleware(BodyLimit)
     add_error_handlers(app)
@@ -135,6 +131,18 @@ def create_app(run_dir: str, device_name: str = "auto", max_generations: int | N
     if compiled:  # compile now, not during the first request (a reloaded checkpoint has the same shapes)
         model = live.state.model
         generate_ids(model, torch.zeros((1, 1), dtype=torch.long, device=model_device(model)), 2, compiled=True)
+    add_playground_routes(app, live, slots, compiled)
+    return app
+
+
+def add_playground_routes(app, live, slots: GenerationSlots, compiled: bool) -> None:
+    """The page, /api/info, and the two generation routes, which run in ``slots``."""
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, StreamingResponse
+    from starlette.background import BackgroundTask
+    from starlette.concurrency import run_in_threadpool
+
+    GenerateRequest, NextCharRequest = request_models()
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -168,8 +176,6 @@ def create_app(run_dir: str, device_name: str = "auto", max_generations: int | N
         check_next_char(req, tokenizer)
         top = await run_in_threadpool(next_token_probabilities, model, tokenizer, req.text, req.k, req.temperature)
         return {"text": req.text, "probs": [{"char": ch, "p": p} for ch, p in top]}
-
-    return app
 
 
 def check_next_char(req, tokenizer) -> None:
