@@ -175,3 +175,18 @@ def test_recorded_inputs_keep_the_strides_of_the_batches():
         copy = graph_step.same_layout_copy(view)
         assert copy.stride() == view.stride() and torch.equal(copy, view)
         assert copy.data_ptr() != view.data_ptr()
+
+
+def test_a_recompile_while_recording_raises_and_names_the_guard():
+    """Compiling cannot be recorded: inside ``no_recompiling`` a compiled function that would compile
+    again raises instead, and the one-line reason names the guard (the H100's first failure was a
+    recompile for a stride, reported only as "backend='inductor' raised")."""
+    import torch._dynamo  # noqa: F401  (what a compiled run has imported)
+
+    double = torch.compile(lambda x: x * 2, backend="eager")
+    buffer = torch.randn(4, 9)
+    double(buffer[:, :-1])  # (4, 8) with row stride 9, as the loader's batches
+    with pytest.raises(RuntimeError) as raised, graph_step.no_recompiling():
+        double(buffer[:, :-1].clone())  # row stride 8
+    assert "stride mismatch" in graph_step.why(raised.value)
+    assert graph_step.why(RuntimeError("one line\nmore")) == "one line"

@@ -23,6 +23,8 @@ mode (every later random op then fails), so its state is put back from a copy ta
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable
 
 import torch
@@ -74,6 +76,20 @@ def cuda_generator(device: torch.device) -> torch.Generator:
     return torch.cuda.default_generators[index]
 
 
+def no_recompiling():
+    """While recording, a compiled model that would compile again (which cannot be recorded) raises
+    and says why. torch._dynamo is imported only where something was compiled; otherwise, nothing."""
+    dynamo = sys.modules.get("torch._dynamo")
+    return dynamo.config.patch(error_on_recompile=True) if dynamo else contextlib.nullcontext()
+
+
+def why(exc: BaseException) -> str:
+    """An exception's first line, and for a recompile the first guard that failed (its reason)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
+    guard = next((line for line in lines[1:] if line.startswith("- ")), None)
+    return f"{lines[0]}: {guard[2:]}" if guard else lines[0]
+
+
 class GraphedStep:
     """Runs ``update(batches) -> loss`` (gradients, clipping, optimizer step) as a replayed CUDA graph."""
 
@@ -116,14 +132,13 @@ class GraphedStep:
         generator = cuda_generator(self.device)
         rng_before = generator.clone_state()  # a copy that is not in capture mode
         try:
-            with torch.cuda.graph(graph):
+            with no_recompiling(), torch.cuda.graph(graph):
                 self.static_loss = self.update(self.static_batches)
         except RuntimeError as exc:
             generator.graphsafe_set_state(rng_before)
             self.failed, self.static_batches = True, []
             self.optimizer.zero_grad(set_to_none=True)
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.log(f"cuda_graph: recording the training step failed ({first_line}); training on without a graph")
+            self.log(f"cuda_graph: recording the training step failed ({why(exc)}); training on without a graph")
             return False
         self.graph = graph
         return True
