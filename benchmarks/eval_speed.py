@@ -4,9 +4,10 @@
     python benchmarks/eval_speed.py --preset cpu-10min --set device=cpu
 
 ``Evaluator.estimate()`` scores ``eval_iters`` random batches of each split. On a GPU it joins them
-into forwards of up to ``--joined-tokens`` tokens (tinylm.evaluate.EVAL_TOKENS_PER_FORWARD); on a CPU
-it does not. Both ways are timed here in turn for ``--rounds`` rounds on the preset's untrained
-model, on whatever device the preset resolves to, and print the same estimate (the same windows).
+into forwards of up to ``--joined-tokens`` tokens (tinylm.evaluate.EVAL_TOKENS_PER_FORWARD) and at
+most as many batches as the model has layers; on a CPU it does not join them. Both ways are timed
+here in turn for ``--rounds`` rounds on the preset's untrained model, on whatever device the preset
+resolves to, and print the same estimate (the same windows).
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def main(argv=None) -> None:
     cfg = load_config(preset=args.preset, overrides=args.set)
     trainer = build_trainer(cfg, prepare_corpus(cfg), None, progress=False, log=lambda _: None)
     device = trainer.device.type
-    ways = {"one forward per batch": 1, f"joined, up to {args.joined_tokens:,} tokens": args.joined_tokens}
+    evaluate.EVAL_TOKENS_PER_FORWARD[device] = args.joined_tokens
+    per_forward = evaluate.batches_per_forward(evaluate.eager_module(trainer.model), trainer.train_loader,
+                                               trainer.device)
+    ways = {"one forward per batch": 1, f"joined: {per_forward} batches per forward": args.joined_tokens}
     print(f"preset {args.preset} {' '.join(args.set)}; {device}; eval_iters {cfg.train.eval_iters} per split; "
           f"at start: {speed_and_load()}")
     print("| way | seconds per evaluation (each round) | val loss estimate |\n| --- | --- | --- |")

@@ -8,7 +8,14 @@ from torch.nn import functional as F
 
 from tinylm import TransformerLanguageModel, evaluate
 from tinylm.data import BatchLoader
-from tinylm.evaluate import Evaluator, estimate_loss, exact_loss, joined_batches, target_log_probs
+from tinylm.evaluate import (
+    Evaluator,
+    batches_per_forward,
+    estimate_loss,
+    exact_loss,
+    joined_batches,
+    target_log_probs,
+)
 
 
 def naive_exact_loss(model, data: torch.Tensor, block_size: int) -> float:
@@ -76,25 +83,28 @@ def test_estimates_repeat_and_leave_the_training_batches_alone():
 
 def test_joined_batches_score_the_same_windows_as_one_forward_each(monkeypatch):
     """On a GPU, batches joined into fewer forwards (fewer kernel launches) are the windows drawn one
-    by one before, and the estimate is the same mean, to rounding; a large vocabulary is never joined.
-    The CPU, where joining is off, stands in for the GPU here by being given a budget."""
-    model = tiny_model()
+    by one before, and the estimate is the same mean, to rounding. The CPU, where joining is off,
+    stands in for the GPU here by being given a budget."""
+    model = tiny_model()  # 2 layers: at most 2 batches per forward
     cpu = torch.device("cpu")
     data = torch.randint(0, 11, (500,), generator=torch.Generator().manual_seed(3))
     loader = BatchLoader(data, block_size=8, batch_size=4)
     alone = estimate_loss(model, {"val": loader}, eval_iters=7)
-    assert [n for n, _, _ in joined_batches(loader, torch.Generator(), 7, 11, cpu)] == [1] * 7  # off on a CPU
+    assert batches_per_forward(model, loader, cpu) == 1  # off on a CPU
     monkeypatch.setitem(evaluate.EVAL_TOKENS_PER_FORWARD, "cpu", 1 << 17)
+    assert batches_per_forward(model, loader, cpu) == 2  # no more than the model's layers
     one_by_one = [loader.get_batch(g) for g in [torch.Generator().manual_seed(0)] for _ in range(7)]
-    joined = list(joined_batches(loader, torch.Generator().manual_seed(0), 7, 11, cpu))
-    assert [n for n, _, _ in joined] == [7]  # 7 x 32 tokens: one forward
+    joined = list(joined_batches(loader, torch.Generator().manual_seed(0), 7, per_forward=7))
+    assert [n for n, _, _ in joined] == [7]
     assert torch.equal(joined[0][1], torch.cat([x for x, _ in one_by_one]))
     assert torch.equal(joined[0][2], torch.cat([y for _, y in one_by_one]))
-    assert [n for n, _, _ in joined_batches(loader, torch.Generator(), 7, 10**7, cpu)] == [1] * 7
+    assert [n for n, _, _ in joined_batches(loader, torch.Generator(), 7, per_forward=3)] == [3, 3, 1]
     assert math.isclose(estimate_loss(model, {"val": loader}, eval_iters=7)["val"], alone["val"], rel_tol=1e-6)
-    monkeypatch.setitem(evaluate.EVAL_TOKENS_PER_FORWARD, "cpu", 96)  # 3 batches per forward: 3 + 3 + 1
-    assert [n for n, _, _ in joined_batches(loader, torch.Generator(), 7, 11, cpu)] == [3, 3, 1]
-    assert math.isclose(estimate_loss(model, {"val": loader}, eval_iters=7)["val"], alone["val"], rel_tol=1e-6)
+    monkeypatch.setitem(evaluate.EVAL_TOKENS_PER_FORWARD, "cpu", 32)  # one 4 x 8 batch: the token budget binds
+    assert batches_per_forward(model, loader, cpu) == 1
+    monkeypatch.setitem(evaluate.EVAL_TOKENS_PER_FORWARD, "cpu", 1 << 17)
+    monkeypatch.setattr(model, "vocab_size", 10**7)  # a large vocabulary's logits: one batch per forward
+    assert batches_per_forward(model, loader, cpu) == 1
 
 
 def test_a_compiled_model_is_scored_through_its_eager_module_without_compiling():

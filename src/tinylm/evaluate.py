@@ -41,30 +41,34 @@ def eager_module(model: torch.nn.Module) -> torch.nn.Module:
 
 # On a GPU, batches joined into one forward, up to these sizes: the compiled `speedrun` on an H100 spent
 # 7.1 s in 800-900 eager forwards of 64 x 256 tokens (~40 TFLOP/s of a 989 TFLOP/s card: small kernels
-# launched one by one), and 8 batches in one forward score the same windows with 1/8 of the kernel
-# launches (the saving there is unmeasured). The logits cap keeps a large vocabulary at one batch per forward. Not on a
-# CPU: there, joined batches outgrow the caches and scoring took 2x as long (benchmarks/RESULTS.md).
+# launched one by one), and 6 batches in one forward score the same windows with 1/6 of the kernel
+# launches (the saving there is unmeasured). Not on a CPU: there, joined batches outgrow the caches
+# and scoring took 2x as long (benchmarks/RESULTS.md).
 EVAL_TOKENS_PER_FORWARD = {"cuda": 1 << 17}
 EVAL_LOGITS_PER_FORWARD = 1 << 26
 
 
-def joined_batches(loader, generator: torch.Generator, count: int, vocab_size: int, device: torch.device):
-    """``count`` batches of ``loader``, drawn one by one as before (the same windows), yielded as
-    (n, x, y) with n batches joined along the batch axis: x and y (n * B, T)."""
+def batches_per_forward(model: torch.nn.Module, loader, device: torch.device) -> int:
+    """How many of ``loader``'s batches one scoring forward may take: 1 on a CPU; on a GPU within the
+    token and logits budgets above, and no more than the model has layers. A training step keeps every
+    layer's activations for its backward, a no-grad forward one layer's at a time, so n_layer batches
+    fit in the memory training already takes."""
+    inner = getattr(model, "module", model)  # under a DDP wrapper too
     tokens = loader.batch_size * loader.block_size
-    budget = EVAL_TOKENS_PER_FORWARD.get(device.type, tokens)
-    per_forward = max(1, min(budget // tokens, EVAL_LOGITS_PER_FORWARD // (tokens * vocab_size)))
+    budget = EVAL_TOKENS_PER_FORWARD.get(device.type, tokens) // tokens
+    logits = EVAL_LOGITS_PER_FORWARD // (tokens * getattr(inner, "vocab_size", EVAL_LOGITS_PER_FORWARD))
+    return max(1, min(budget, logits, len(getattr(inner, "blocks", ()))))
+
+
+def joined_batches(loader, generator: torch.Generator, count: int, per_forward: int):
+    """``count`` batches of ``loader``, drawn one by one as before (the same windows), yielded as
+    (n, x, y) with up to ``per_forward`` batches joined along the batch axis: x and y (n * B, T)."""
     for first in range(0, count, per_forward):
         batches = [loader.get_batch(generator) for _ in range(min(per_forward, count - first))]
         if len(batches) == 1:
             yield 1, *batches[0]
         else:
             yield len(batches), torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-
-
-def _vocab_size(model: torch.nn.Module) -> int:
-    """The model's vocabulary (under a DDP wrapper too); unknown: large, so batches are not joined."""
-    return getattr(getattr(model, "module", model), "vocab_size", EVAL_LOGITS_PER_FORWARD)
 
 
 @torch.no_grad()
@@ -81,7 +85,8 @@ def estimate_loss(model: torch.nn.Module, loaders: dict[str, BatchLoader], eval_
         for split, loader in loaders.items():
             generator = torch.Generator(device=loader.device).manual_seed(seed)
             total = torch.zeros((), device=device)
-            for count, x, y in joined_batches(loader, generator, eval_iters, _vocab_size(model), device):
+            per_forward = batches_per_forward(model, loader, device)
+            for count, x, y in joined_batches(loader, generator, eval_iters, per_forward):
                 with autocast(device, dtype):
                     _, loss = model(x, y)  # the mean over ``count`` batches of equal size
                 total += loss.float() * count  # stays on the device: one host sync per split, below
