@@ -42,8 +42,8 @@ def eager_module(model: torch.nn.Module) -> torch.nn.Module:
 # On a GPU, batches joined into one forward, up to these sizes: the compiled `speedrun` on an H100 spent
 # 7.1 s in 800-900 eager forwards of 64 x 256 tokens (~40 TFLOP/s of a 989 TFLOP/s card: small kernels
 # launched one by one), and 6 batches in one forward score the same windows with 1/6 of the kernel
-# launches (the saving there is unmeasured). Not on a CPU: there, joined batches outgrow the caches
-# and scoring took 2x as long (benchmarks/RESULTS.md).
+# launches (the saving there is unmeasured). Not on a CPU: there joining did not pay (as fast, 10%
+# slower, or 2x slower when 64 batches outgrew the caches; benchmarks/RESULTS.md).
 EVAL_TOKENS_PER_FORWARD = {"cuda": 1 << 17}
 EVAL_LOGITS_PER_FORWARD = 1 << 26
 
