@@ -75,6 +75,7 @@ def test_resume_continues_and_an_existing_run_is_not_overwritten(trained_run, cl
     done = cli("train", "--out", str(run_dir), "--resume", "--set", "max_iters=18", "--quiet", "--sample-chars", "0")
     assert done.returncode == 0, done.stderr
     assert "step 12: perplexity:" in done.stdout and "step 17: perplexity:" in done.stdout
+    assert json.loads((run_dir / "config.json").read_text())["train"]["max_iters"] == 18  # as resumed, not as begun
 
 
 @pytest.mark.parametrize("source", [["--preset", "bigram"], ["--config", "c.toml"], ["--config-json", "{}"]])

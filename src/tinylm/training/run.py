@@ -239,5 +239,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     if run_dir is not None and not resume:
         dist.run_on_main(lambda: RunDir(run_dir).start(cfg, corpus.tokenizer))
     trainer = build_trainer(cfg, corpus, run_dir, resume, progress, log, dist)
+    if resume:  # only once the checkpoint has loaded: a refused resume leaves config.json as it was
+        dist.run_on_main(lambda: RunDir(run_dir).write_config(cfg))
     final = trainer.train()
     return RunResult(trainer, corpus, final)

@@ -5,8 +5,8 @@
     run.save(state, metrics)               # ckpt.pt, then metrics.jsonl: each atomic
     model, tokenizer, cfg, ckpt = load_run("runs/a1")
 
-Files: ``config.json`` and ``tokenizer.json`` (written once, for people), ``ckpt.pt`` (everything
-to continue bit-for-bit; read with ``weights_only=True``, so it cannot run code) and
+Files: ``config.json`` (the config as of the last start or resume) and ``tokenizer.json``, for people;
+``ckpt.pt`` (everything to continue bit-for-bit; read with ``weights_only=True``, so it cannot run code) and
 ``metrics.jsonl`` (one evaluation a line). Every write goes through a temp file and a rename:
 killing the process at any moment leaves the previous file or the new one, whole.
 """
@@ -76,8 +76,12 @@ class RunDir:
         self.refuse_existing()
         self.path.mkdir(parents=True, exist_ok=True)
         self.remove_stale_temps()
-        atomic_write_text(self.path / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2))
+        self.write_config(cfg)
         tokenizer.save(self.path / TOKENIZER_NAME)
+
+    def write_config(self, cfg: RunConfig) -> None:
+        """config.json; a resume writes it again, so ``--set max_iters=...`` shows there and in ``tinylm runs``."""
+        atomic_write_text(self.path / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2))
 
     def save(self, state: dict[str, Any], metrics: list[dict]) -> None:
         """Checkpoint, then the metrics file; both atomic, so an interruption loses nothing whole.
