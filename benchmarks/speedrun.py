@@ -18,7 +18,9 @@ to the final score: imports, reading the corpus, compiling, evaluations and the 
 over every token of the validation split. "train s" is the time inside the training loop minus the
 periodic evaluations; a run that compiles or records a CUDA graph first takes REHEARSAL_STEPS
 throwaway steps that ``Trainer.rehearse`` undoes, outside "train s" (as modded-nanogpt times its
-speedrun) but inside "wall s". After the table, each seed's wall time is split into its phases.
+speedrun) but inside "wall s". After the table, each seed's wall time is split into its phases: importing
+torch and tinylm, reading the data, the device's context, building the model and its trainer, compiling
+or recording, evaluations, training, the final score, and what is left (the interpreter's start).
 "cpu s" is the child's user+system CPU time: on a shared, loaded machine it shows what the run costs
 when wall time is inflated by other processes.
 """
@@ -45,13 +47,20 @@ def child(preset: str, seed: int, overrides: list[str], members: int = 1) -> Non
     """One run (or ``members`` runs and their ensemble) inside this process; prints one JSON line."""
     if members > 1:
         return print(json.dumps(ensemble_child(preset, seed, overrides, members)))
+    importing = time.perf_counter()
+    import torch
+
     from tinylm.config import load_config
+    from tinylm.device import resolve_device
     from tinylm.evaluate import exact_loss
     from tinylm.training.run import build_trainer, prepare_corpus
 
     began = time.perf_counter()
     cfg = load_config(preset=preset, overrides=overrides + [f"seed={seed}"])
     corpus = prepare_corpus(cfg)
+    read = time.perf_counter()
+    torch.zeros(1, device=resolve_device(cfg.train.device)).item()  # the device's context, apart from the model
+    device_ready = time.perf_counter()
     trainer = build_trainer(cfg, corpus, None, progress=False, log=lambda _: None)
     ready = time.perf_counter()
     if cfg.train.compile or trainer.graphed is not None:  # compile and record on throwaway steps, before the clock
@@ -60,7 +69,8 @@ def child(preset: str, seed: int, overrides: list[str], members: int = 1) -> Non
     trainer.train()
     trained = time.perf_counter()
     val_loss = exact_loss(trainer.model, corpus.val_data)
-    phases = {"setup_s": ready - began, "warmup_s": start - ready, "eval_s": trainer.eval_seconds,
+    phases = {"imports_s": began - importing, "data_s": read - began, "device_s": device_ready - read,
+              "build_s": ready - device_ready, "warmup_s": start - ready, "eval_s": trainer.eval_seconds,
               "score_s": time.perf_counter() - trained}
     print(json.dumps({"seed": seed, "steps": trainer.step, "tokens": trainer.step * trainer.tokens_per_step,
                       "train_s": trained - start - trainer.eval_seconds,  # evaluations are not training
@@ -119,6 +129,14 @@ def print_row(label: str, row: dict, target: float | None, budget: float | None)
           f"{row['cpu_s']:.1f} | {row['val_loss']:.4f} |{verdict}", flush=True)
 
 
+def phase_line(row: dict) -> str:
+    """Where a seed's wall time went; "outside" is the interpreter's start and the pipes to this process."""
+    inside = sum(row["phases"].values()) + row["train_s"]
+    parts = ", ".join(f"{name[:-2]} {value:.1f} s" for name, value in row["phases"].items())
+    graph = "; steps replayed as a CUDA graph" if row["graph_replayed"] else ""
+    return f"{parts}, train {row['train_s']:.1f} s, outside {row['wall_s'] - inside:.1f} s{graph}"
+
+
 def median_row(rows: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in rows) for k in COLUMNS}
 
@@ -155,11 +173,8 @@ def main(argv=None) -> None:
     if nano_rows:
         print_row("nanoGPT median", median_row(nano_rows), target, budget or 60.0)
     for row in rows:
-        if "phases" in row:  # where the wall time went; "outside" is the interpreter's start and the imports
-            inside = sum(row["phases"].values()) + row["train_s"]
-            parts = ", ".join(f"{name[:-2]} {value:.1f} s" for name, value in row["phases"].items())
-            graph = "; steps replayed as a CUDA graph" if row["graph_replayed"] else ""
-            print(f"seed {row['seed']}: {parts}, train {row['train_s']:.1f} s, outside {row['wall_s'] - inside:.1f} s{graph}")
+        if "phases" in row:
+            print(f"seed {row['seed']}: {phase_line(row)}")
         if "member_losses" in row:
             print(f"members of seed {row['seed']}: full val loss {' / '.join(f'{x:.4f}' for x in row['member_losses'])}")
     print(f"at the end: {speed_and_load()}")
