@@ -119,18 +119,24 @@ def compress_bytes(data: bytes, model: torch.nn.Module, tokenizer, segment: int 
             encoder.encode(column[:active].astype(np.int32), categorical, counts[:active].numpy().astype(np.float64))
             if cost is not None:
                 _add_cost(cost, ls.probs[:active], counts[:active], column[:active], escape)
-            for r in np.flatnonzero(column[:active] == escape):
-                raw = char_bytes(chars[r * length + t])
-                encoder.encode(np.frombuffer(raw, np.uint8).astype(np.int32), uniform)
-                if cost is not None:  # 8 bits a byte, for both
-                    cost["model_bits"] += 8 * len(raw)
-                    cost["table_bits"] += 8 * len(raw)
+            escaped = [chars[r * length + t] for r in np.flatnonzero(column[:active] == escape)]
+            _write_escaped(encoder, uniform, escaped, cost)
             ls.advance(torch.from_numpy(np.where((column >= 0) & (column < escape), column, 0)), active)
             bar.update(active * len(data) / len(symbols))
     payload = encoder.get_compressed().astype("<u4").tobytes()
     if len(payload) >= len(data):  # the model does worse than nothing (binary data, a tiny file): store it
         header.mode, payload = MODE_STORED, data
     return header.pack() + payload
+
+
+def _write_escaped(encoder, uniform, escaped: list[str], cost: dict | None) -> None:
+    """Characters the tokenizer does not know, after their escapes: their UTF-8 bytes, 8 bits each."""
+    for char in escaped:
+        raw = char_bytes(char)
+        encoder.encode(np.frombuffer(raw, np.uint8).astype(np.int32), uniform)
+        if cost is not None:  # 8 bits a byte, under the model and under the tables alike
+            cost["model_bits"] += 8 * len(raw)
+            cost["table_bits"] += 8 * len(raw)
 
 
 def _add_cost(cost: dict, probs: torch.Tensor, counts: torch.Tensor, symbols: np.ndarray, escape: int) -> None:

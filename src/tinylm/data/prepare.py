@@ -17,9 +17,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -223,37 +225,51 @@ def _write_tokens(found: SourceFiles, tokenizer: Tokenizer, dtype, path: Path,
     bar = tqdm(total=found.total_bytes, unit="B", unit_scale=True, unit_divisor=1000, desc="prepare",
                disable=not opts.progress or None, dynamic_ncols=True, leave=False)
     separator = None if tokenizer.eot_id is None else np.array([tokenizer.eot_id], dtype=dtype)
-    doc_starts: list[int] = []
-    written, batch, batch_chars, text_bytes = 0, [], 0, 0
+    text_bytes = 0
     with open(path, "wb") as f, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        def flush():
-            nonlocal written
-            for (new_doc, _), ids in zip(batch, _encode_all(tokenizer, [t for _, t in batch], dtype, pool)):
-                if new_doc:
-                    if doc_starts and separator is not None:
-                        f.write(separator)
-                        written += 1
-                    doc_starts.append(written)
-                f.write(ids)
-                written += len(ids)
-            bar.set_postfix(tokens=f"{written:,}")
-            batch.clear()
-
-        first = True
+        out = _TokenFile(f, separator)
         pieces = iter_pieces(found.files, opts.text_field, opts.encoding_errors, bar.update, opts.keep_crlf)
-        for text, new_doc in pieces:
-            if new_doc and separator is None and not first:
-                text = CHAR_SEPARATOR + text  # char: a blank line between documents
-            first = first and not new_doc
-            batch.append((new_doc, text))
-            batch_chars += len(text)
-            text_bytes += len(text.encode("utf-8"))
-            if batch_chars >= BATCH_CHARS:
-                flush()
-                batch_chars = 0
-        flush()
+        for batch in _batches(pieces, blank_line_between=separator is None):
+            texts = [text for _, text in batch]
+            for (new_doc, _), ids in zip(batch, _encode_all(tokenizer, texts, dtype, pool)):
+                out.write(new_doc, ids)
+            text_bytes += sum(len(text.encode("utf-8")) for text in texts)
+            bar.set_postfix(tokens=f"{out.written:,}")
     bar.close()
-    return doc_starts, text_bytes
+    return out.doc_starts, text_bytes
+
+
+def _batches(pieces: Iterator[tuple[str, bool]], blank_line_between: bool) -> Iterator[list[tuple[bool, str]]]:
+    """(starts a document, text) pieces in lists of about BATCH_CHARS characters, the last one shorter."""
+    batch, batch_chars, first = [], 0, True
+    for text, new_doc in pieces:
+        if new_doc and blank_line_between and not first:
+            text = CHAR_SEPARATOR + text  # char: a blank line between documents
+        first = first and not new_doc
+        batch.append((new_doc, text))
+        batch_chars += len(text)
+        if batch_chars >= BATCH_CHARS:
+            yield batch
+            batch, batch_chars = [], 0
+    yield batch
+
+
+class _TokenFile:
+    """Appends ids to an open file; marks where each document starts, after an end-of-text between two."""
+
+    def __init__(self, f: BinaryIO, separator: np.ndarray | None):
+        self.f, self.separator = f, separator
+        self.written = 0
+        self.doc_starts: list[int] = []
+
+    def write(self, new_doc: bool, ids: np.ndarray) -> None:
+        if new_doc:
+            if self.doc_starts and self.separator is not None:
+                self.f.write(self.separator)
+                self.written += 1
+            self.doc_starts.append(self.written)
+        self.f.write(ids)
+        self.written += len(ids)
 
 
 def _encode_all(tokenizer: Tokenizer, texts: list[str], dtype, pool: ThreadPoolExecutor):
