@@ -5,10 +5,11 @@
 
 Sections, in this order, each a markdown table with the date and the card's name in every row:
 
-1. speedrun: the ``speedrun`` preset in a fresh process (benchmarks/speedrun.py): steps, training
-   seconds, wall seconds from that process's start to its exact full-val loss, whether that loss is
-   <= 1.47 (issue 15's goal), this command's own wall clock at that moment, and where the wall went. The preset records its step as a
-   CUDA graph; on a GPU it runs again without the graph, and compiled (whole, and one block per layer).
+1. speedrun: the ``speedrun`` preset in a fresh process (benchmarks/speedrun.py) for three seeds:
+   steps, training seconds, wall seconds from that process's start to its exact full-val loss, whether
+   that loss is <= 1.47 (issue 15's goal), this command's own wall clock then, and where the wall went.
+   The preset records its step as a CUDA graph; on a GPU seed 1337 runs again without the graph, and
+   compiled (whole, and one block per layer).
 2. best val in 5 minutes: an ensemble of ``--five-min-preset`` runs (default ``speedrun``, no early
    stop, ``--five-min-member-steps`` each, compiled on a GPU), trained back to back within 300 s of
    training: each member's exact full-val loss and that of the ensemble so far (benchmarks/ensemble.py).
