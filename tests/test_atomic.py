@@ -57,3 +57,12 @@ def test_hold_interrupts_restores_the_handler_and_stays_quiet_without_a_signal()
     with hold_interrupts():
         assert signal.getsignal(signal.SIGINT) is not before
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_writing_where_a_directory_stands_is_one_line_and_leaves_no_temp_file(tmp_path):
+    from tinylm.errors import TinyLMError
+
+    (tmp_path / "out.bin").mkdir()
+    with pytest.raises(TinyLMError, match="a directory is in its place"):
+        atomic_write(tmp_path / "out.bin", lambda f: f.write(b"x"))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]

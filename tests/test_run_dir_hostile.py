@@ -141,3 +141,16 @@ def test_train_starts_in_an_empty_directory_or_one_a_killed_start_left(tmp_path,
         (out / name).write_text("{}")
     assert main(_train(out)) == 0, capsys.readouterr().err
     assert (out / "ckpt.pt").is_file() and json.loads((out / "config.json").read_text())["model"]["n_layer"] == 2
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "config.json", "report.md"])
+def test_a_directory_in_a_run_files_place_stops_a_resume_before_it_trains(tmp_path, capsys, name):
+    """Found at the start, not at the first save (or at the run card, after the whole run)."""
+    out = tmp_path / "r"
+    assert main(_train(out)) == 0, capsys.readouterr().err
+    before = (out / "ckpt.pt").read_bytes()
+    (out / name).unlink()
+    (out / name).mkdir()
+    resume = ["train", "--out", str(out), "--resume", "--set", "max_iters=4", "--quiet", "--sample-chars", "0"]
+    one_line_error(capsys, resume, f"{out / name} is a directory", "move it out")
+    assert (out / "ckpt.pt").read_bytes() == before

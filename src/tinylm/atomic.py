@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from tinylm.errors import TinyLMError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -57,7 +59,11 @@ def _write_then_rename(path: Path, write: Callable[[BinaryIO], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)  # atomic on POSIX: readers see either the old file or the new one
+        try:
+            os.replace(tmp, path)  # atomic on POSIX: readers see either the old file or the new one
+        except IsADirectoryError:
+            raise TinyLMError(f"cannot write {path}: a directory is in its place; move it away and try "
+                              "again") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

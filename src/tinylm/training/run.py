@@ -233,6 +233,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     require_trackers(cfg)
     tokenizer = None
     if resume:
+        dist.run_on_main(RunDir(run_dir).check_writable)
         dist.run_on_main(lambda: RunDir(run_dir).remove_stale_temps())  # left by a kill mid-write
         tokenizer = tokenizer_from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])
     corpus = prepare_corpus(cfg, tokenizer)

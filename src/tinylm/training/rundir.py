@@ -38,6 +38,8 @@ SAFETENSORS_NAME = "model.safetensors"  # weights only, as ``tinylm export --for
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.json"
 TOKENIZER_NAME = "tokenizer.json"
+REPORT_NAME, CURVE_NAME = "report.md", "loss.png"  # the run card and its loss curve (tinylm.report writes them)
+RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME, TOKENIZER_NAME, REPORT_NAME, CURVE_NAME)
 
 
 class RunDir:
@@ -78,6 +80,15 @@ class RunDir:
         self.remove_stale_temps()
         self.write_config(cfg)
         tokenizer.save(self.path / TOKENIZER_NAME)
+
+    def check_writable(self) -> None:
+        """Before a resume trains: each file the run replaces can be replaced. A directory in a file's place
+        would fail the first save (or the run card, after the last one) instead of now."""
+        for name in RUN_FILES:
+            path = self.path / name
+            if path.is_dir() and not path.is_symlink():  # renaming over a symlink replaces only the link
+                raise TinyLMError(f"{path} is a directory where the run keeps its {name}; move it out of the run "
+                                  "directory, then resume again")
 
     def write_config(self, cfg: RunConfig) -> None:
         """config.json; a resume writes it again, so ``--set max_iters=...`` shows there and in ``tinylm runs``."""
