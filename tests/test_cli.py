@@ -152,6 +152,15 @@ def test_bad_config_file(cli, tmp_path):
     assert_user_error(cli("train", "--config", str(tmp_path / "missing.toml")), "config file not found")
 
 
+def test_a_config_file_that_never_ends_or_is_not_a_file_is_one_line(capsys, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.toml")  # nothing writes to it: reading would wait forever
+    for path in ("/dev/zero", str(tmp_path), str(tmp_path / "fifo.toml")):
+        done = main_in_process(capsys, "train", "--config", path, "--out", str(tmp_path / "r"))
+        assert_user_error(done, f"config file {path} is not a regular file")
+
+
 def test_bad_run_dirs(cli, tmp_path):
     assert_user_error(cli("sample", "--run", str(tmp_path / "nope")), "run directory not found")
     assert_user_error(cli("eval", "--run", str(tmp_path)), "no checkpoint in")

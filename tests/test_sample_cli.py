@@ -99,11 +99,19 @@ def test_stop_ends_every_sample_of_one_batch_at_the_string(run_dir, cli_main):
 
 
 def test_prompt_file_and_user_errors(run_dir, cli_main, tmp_path):
+    from tinylm.cli.sample import MAX_PROMPT_BYTES
+
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("the lazy ", encoding="utf-8")
     done = cli_main("sample", "--run", run_dir, "--prompt-file", str(prompt), "--max-new-tokens", "5")
     assert done.returncode == 0 and done.stdout.startswith("the lazy ") and len(done.stdout) == 9 + 5 + 1
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        f.truncate(MAX_PROMPT_BYTES + 1)  # sparse: takes no disk
     for args, fragment in [(["--prompt-file", str(tmp_path / "missing.txt")], "prompt file not found"),
+                           (["--prompt-file", "/dev/zero"], "not a regular file"),  # never ends: was read until OOM
+                           (["--prompt-file", str(tmp_path)], "not a regular file"),
+                           (["--prompt-file", str(big)], "at most 8 MB"),
                            (["--prompt", "x", "--prompt-file", str(prompt)], "not both"),
                            (["--stream", "--num-samples", "2"], "--stream"),
                            (["--stop", ""], "--stop"),

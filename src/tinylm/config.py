@@ -25,6 +25,7 @@ from typing import Any
 
 from tinylm.config_checks import validate
 from tinylm.errors import ConfigError
+from tinylm.jsonfile import read_regular_file
 from tinylm.presets import PRESETS
 
 if sys.version_info >= (3, 11):
@@ -108,6 +109,7 @@ class RunConfig:
 
 
 SECTIONS = ("model", "train")
+MAX_CONFIG_BYTES = 2**20  # a config is a few hundred bytes; /dev/zero or a huge file must not fill memory
 
 
 def _field_types(section: Any) -> dict[str, Any]:
@@ -200,12 +202,16 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> None:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    raw = read_regular_file(path, MAX_CONFIG_BYTES + 1) if not path.is_dir() else None  # a FIFO is not waited on
+    if raw is None or len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is not a regular file of at most {MAX_CONFIG_BYTES // 2**20} MB; "
+                          "give a .toml or .json file")
     try:
         if path.suffix.lower() == ".toml":  # c.TOML too: a case-insensitive file system hides the difference
-            return tomllib.loads(path.read_text(encoding="utf-8"))
-        return json.loads(path.read_text(encoding="utf-8"))
+            return tomllib.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: brackets nested too deep
         raise ConfigError(f"cannot parse config file {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
 

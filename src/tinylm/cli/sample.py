@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from pathlib import Path
 
 import torch
 
 from tinylm.cli.common import add_model_arguments, load_model
 from tinylm.errors import TinyLMError
+from tinylm.jsonfile import read_regular_file
 from tinylm.sampling import (
     SamplingOptions,
     check_num_samples,
@@ -32,6 +32,7 @@ from tinylm.sampling import (
 # The CLI may ask for more than a serve request (2000 tokens) but never for memory no machine has:
 # a batch keeps every sample's tokens in one (N, prompt + new) tensor, ~8 bytes each, plus its caches.
 MAX_NEW_TOKENS = 1_000_000
+MAX_PROMPT_BYTES = 8 * 2**20  # a prompt file is read whole; only its last block_size tokens condition the model
 MAX_SAMPLES = 10_000
 MAX_BATCH_TOKENS = 50_000_000  # num_samples * (prompt + max_new_tokens): 400 MB of token ids
 
@@ -69,11 +70,18 @@ def read_prompt(args: argparse.Namespace) -> str:
         return args.prompt
     if args.prompt:
         raise TinyLMError("give either --prompt or --prompt-file, not both")
+    not_text = TinyLMError(f"prompt file {args.prompt_file} is not a regular file of at most "
+                           f"{MAX_PROMPT_BYTES // 2**20} MB; give a UTF-8 text file")
     try:
-        return Path(args.prompt_file).read_text(encoding="utf-8")
+        raw = read_regular_file(args.prompt_file, MAX_PROMPT_BYTES + 1)  # /dev/zero or a FIFO: not read at all
+        if raw is None or len(raw) > MAX_PROMPT_BYTES:
+            raise not_text
+        return raw.decode("utf-8")
+    except IsADirectoryError:
+        raise not_text from None
     except FileNotFoundError:
         raise TinyLMError(f"prompt file not found: {args.prompt_file}") from None
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
+    except (UnicodeDecodeError, OSError) as exc:
         raise TinyLMError(f"cannot read prompt file {args.prompt_file} as UTF-8 text ({type(exc).__name__})") from None
 
 
