@@ -82,3 +82,12 @@ def test_a_directory_as_output_is_refused_before_any_work(tmp_path, capsys, comm
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "is a directory" in err, err
 
+
+
+@pytest.mark.parametrize("name, problem", [("missing.txt", "not found"), ("/dev/zero", "is not a regular file"),
+                                           (".", "is not a regular file")])
+def test_an_input_that_is_missing_or_not_a_file_is_named_in_one_line(tmp_path, capsys, name, problem):
+    path = name if name.startswith("/") else str(tmp_path / name)
+    rc = main(["compress", path, "--run", str(tmp_path / "no-run"), "-o", str(tmp_path / "out.tlm"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"input file {path} {problem}" in err, err

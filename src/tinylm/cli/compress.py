@@ -56,7 +56,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _read(path: str) -> bytes:
     p = Path(path)
     if not p.is_file():
-        raise TinyLMError(f"input file not found: {p}")
+        problem = "is not a regular file (a directory, device or FIFO)" if p.exists() else "not found"
+        raise TinyLMError(f"input file {p} {problem}; give a file to read")
     return p.read_bytes()
 
 
