@@ -29,7 +29,7 @@ def test_train_writes_a_run_card_whose_numbers_are_the_metrics(small_text, tmp_p
     expected = {"last evaluation at step": str(last["step"]), "train loss (estimate)": f"{last['train_loss']:.4f}",
                 "val loss (estimate)": f"{last['val_loss']:.4f}", "val perplexity": f"{last['val_perplexity']:.4f}",
                 "train perplexity": f"{last['train_perplexity']:.4f}", "steps": "12", "tokens seen": str(12 * 8 * 16),
-                "wall time, first to last evaluation (s)": f"{last['time'] - first['time']:.1f}"}
+                "wall time, first to last evaluation (s)": f"{last['elapsed'] - first['elapsed']:.1f}"}
     assert {label: card_value(run, label) for label in expected} == expected
     model, tokenizer, cfg, _ = load_run(run)
     exact = exact_loss(model, prepare_corpus(cfg, tokenizer).val_data, dtype=cfg.train.dtype)

@@ -1,4 +1,5 @@
 import math
+import time
 
 import pytest
 import torch
@@ -32,10 +33,14 @@ def test_resumed_run_equals_an_uninterrupted_one_step_for_step(small_text, tmp_p
     schedule = ["lr_schedule=cosine", "warmup_iters=3", "lr_decay_iters=20", "min_lr=1e-4"]
     full = train_run(tiny_config(small_text, "max_iters=20", *schedule), tmp_path / "full", **QUIET)
     train_run(tiny_config(small_text, "max_iters=12", *schedule), tmp_path / "split", **QUIET)
+    time.sleep(1.0)  # the run is stopped: its clock ("elapsed") must not count this
     resumed = train_run(tiny_config(small_text, "max_iters=20", *schedule), tmp_path / "split", resume=True, **QUIET)
     assert resumed.trainer.train_losses == full.trainer.train_losses  # exact floats, every step
     assert all(torch.equal(w, weights(resumed)[k]) for k, w in weights(full).items())
-    assert [m["step"] for m in resumed.trainer.metrics] == [0, 5, 10, 11, 15, 19]
+    metrics = resumed.trainer.metrics
+    assert [m["step"] for m in metrics] == [0, 5, 10, 11, 15, 19]
+    stopped, again = metrics[3], metrics[4]  # the last evaluation before the stop, the first after it
+    assert again["time"] - stopped["time"] > 1.0 and 0 < again["elapsed"] - stopped["elapsed"] < 0.9
 
 
 def test_bfloat16_on_cpu_says_in_one_line_that_it_trains_in_float32(small_text):

@@ -30,7 +30,7 @@ from tinylm.evaluate import exact_loss, scored_part
 from tinylm.jsonfile import read_json
 from tinylm.presets import PRESETS
 from tinylm.sampling import SamplingOptions, sample_texts
-from tinylm.training.rundir import CURVE_NAME, REPORT_NAME, RunDir, load_run
+from tinylm.training.rundir import CURVE_NAME, REPORT_NAME, RunDir, load_run, wall_seconds
 
 SAMPLE_CHARS = 200
 CARD_CHARS = 1_000_000
@@ -73,7 +73,8 @@ def device_line(device: torch.device) -> str:
 def timing(metrics: list[dict], tokens_per_step: int) -> dict[str, float]:
     """Wall time between the first and the last evaluation and the tokens trained in it."""
     first, last = metrics[0], metrics[-1]
-    wall = last["time"] - first["time"] if "time" in first and "time" in last else float("nan")  # old lines lack it
+    wall = wall_seconds(first, last)
+    wall = float("nan") if wall is None else wall
     tokens = (last["step"] - first["step"]) * tokens_per_step
     return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall if wall > 0 else float("nan")}
 
@@ -115,7 +116,7 @@ def _how_long(metrics: list[dict], step: int, tokens_per_step: int) -> list[str]
     when = timing(metrics, tokens_per_step)
     return ["## How long", "", *_table([
         ("steps", step), ("tokens seen", step * tokens_per_step),
-        ("wall time, first to last evaluation (s)", _number(when["wall_s"], 1)),
+        ("wall time, first to last evaluation (s)", _number(when["wall_s"], 1)),  # pauses before resumes left out
         ("tokens/s (evaluations included)", _number(when["tokens_per_s"], 0))])]
 
 
@@ -194,7 +195,7 @@ def run_summary(run_dir: Path) -> dict | None:
     if not metrics:
         return None
     first, last = metrics[0], metrics[-1]
-    wall = last["time"] - first["time"] if "time" in first and "time" in last else None
+    wall = wall_seconds(first, last)
     return {"name": run_dir.name, "preset": closest_preset(cfg) or "-", "step": last["step"],
             "val_loss": last.get("val_loss"), "exact_val": exact, "wall_s": wall, "time": last.get("time")}
 

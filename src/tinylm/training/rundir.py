@@ -160,11 +160,32 @@ MAX_TIME = 253_402_300_799  # 9999-12-31 in Unix seconds: later dates do not for
 
 
 def is_evaluation(record: Any) -> bool:
-    """A dict with a non-negative int ``step``; losses, perplexities and ``time`` finite numbers if present."""
+    """A dict with a non-negative int ``step``; losses, perplexities, ``time`` and ``elapsed`` finite numbers
+    if present."""
     if not isinstance(record, dict) or not _is_int(record.get("step")) or record["step"] < 0:
         return False
     numbers_ok = all(_is_finite(record[key]) for key in _NUMBER_FIELDS if key in record)
-    return numbers_ok and ("time" not in record or (_is_finite(record["time"]) and 0 <= record["time"] <= MAX_TIME))
+    times_ok = all(_is_finite(record[key]) and 0 <= record[key] <= MAX_TIME for key in ("time", "elapsed")
+                   if key in record)
+    return numbers_ok and times_ok
+
+
+def wall_seconds(first: dict, last: dict) -> float | None:
+    """Seconds of training from evaluation ``first`` to ``last``, pauses between a stop and its resume left
+    out (``elapsed``); runs from before 2026-11-26 have only the clock's ``time``; None if neither."""
+    for key in ("elapsed", "time"):
+        if key in first and key in last:
+            return last[key] - first[key]
+    return None
+
+
+def seconds_trained(metrics: list[dict]) -> float:
+    """Where the clock of a resumed run starts again: the seconds trained up to its last evaluation."""
+    if not metrics:
+        return 0.0
+    if "elapsed" in metrics[-1]:
+        return metrics[-1]["elapsed"]
+    return max(wall_seconds(metrics[0], metrics[-1]) or 0.0, 0.0)
 
 
 def _is_int(value: Any) -> bool:

@@ -24,7 +24,7 @@ from tinylm.data import BatchLoader
 from tinylm.device import autocast, model_device
 from tinylm.training.distributed import DistContext
 from tinylm.training.graph_step import GraphedStep, portable_optimizer_state, set_lr
-from tinylm.training.rundir import clean_state_dict, unwrap
+from tinylm.training.rundir import clean_state_dict, seconds_trained, unwrap
 
 # Step losses wait on the device and are read every this many steps (and at each evaluation): one host
 # sync per 100 steps. Keeping them all until a rare evaluation held thousands of small allocations
@@ -103,6 +103,8 @@ class Trainer:
         self.metrics: list[dict[str, float]] = []
         self.train_losses: list[float] = []  # one per step, filled in every LOSS_SYNC_STEPS and at evaluations
         self.eval_seconds = 0.0  # time spent in evaluations, for benchmarks that leave it out
+        self.seconds_before = 0.0  # wall time of the sessions before a resume (the pause between them is not)
+        self._session_began = time.perf_counter()  # train() sets it again: the clock runs while it trains
         self.last_grad_norm: torch.Tensor | None = None  # the last step's norm before clipping (grad_clip > 0)
         self._pending_losses: list[torch.Tensor] = []  # on the device until read: no sync per step
         self.graphed = self._graphed_step() if cuda_graph else None  # None: every step runs eagerly
@@ -113,6 +115,7 @@ class Trainer:
     def train(self) -> dict[str, float]:
         """Run until ``max_iters`` (or a callback stops it); return the last evaluation."""
         self.model.train()
+        self._session_began = time.perf_counter()
         for callback in self.callbacks:
             callback.on_train_begin(self)
         while self.step < self.max_iters:
@@ -205,7 +208,8 @@ class Trainer:
         self.sync_losses()
         began = time.perf_counter()
         result = {"step": self.step, **self.evaluator.estimate(),
-                  "lr": float(self.optimizer.param_groups[0]["lr"]), "time": time.time()}
+                  "lr": float(self.optimizer.param_groups[0]["lr"]), "time": time.time(),
+                  "elapsed": self.seconds_before + time.perf_counter() - self._session_began}
         self.eval_seconds += time.perf_counter() - began
         self.metrics.append(result)
         self.last_eval_step = self.step
@@ -275,6 +279,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.last_eval_step = ckpt["step"], ckpt["last_eval_step"]
         self.metrics, self.train_losses = list(ckpt["metrics"]), list(ckpt["train_losses"])
+        self.seconds_before = seconds_trained(self.metrics)
         rng = ckpt["rng"]
         if len(rng.get("ranks", [])) == self.dist.world_size:  # same job shape: each rank its own state
             rng = {**rng, **rng["ranks"][self.dist.rank]}
