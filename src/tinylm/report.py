@@ -30,7 +30,8 @@ from tinylm.evaluate import exact_loss, scored_part
 from tinylm.jsonfile import read_json
 from tinylm.presets import PRESETS
 from tinylm.sampling import SamplingOptions, sample_texts
-from tinylm.training.rundir import CURVE_NAME, REPORT_NAME, RunDir, load_run, wall_seconds
+from tinylm.training.evaluations import wall_seconds
+from tinylm.training.rundir import CURVE_NAME, REPORT_NAME, RunDir, load_run
 
 SAMPLE_CHARS = 200
 CARD_CHARS = 1_000_000

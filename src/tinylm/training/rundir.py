@@ -14,7 +14,6 @@ killing the process at any moment leaves the previous file or the new one, whole
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import re
 import sys
@@ -32,6 +31,7 @@ from tinylm.jsonfile import read_json
 from tinylm.model import build_model
 from tinylm.training.ckpt_checks import check_checkpoint, check_tokenizer, check_weight_shapes, clean_state_dict
 from tinylm.training.diskfull import disk_full_message, is_disk_full
+from tinylm.training.evaluations import is_evaluation, parse_line
 
 CHECKPOINT_NAME = "ckpt.pt"
 SAFETENSORS_NAME = "model.safetensors"  # weights only, as ``tinylm export --format safetensors`` writes them
@@ -140,7 +140,7 @@ class RunDir:
         (default: stderr) is told which.
         """
         if self.metrics.is_file():
-            lines = [(n, _json_object(raw)) for n, raw in enumerate(self.metrics.read_bytes().split(b"\n"), 1)
+            lines = [(n, parse_line(raw)) for n, raw in enumerate(self.metrics.read_bytes().split(b"\n"), 1)
                      if raw.strip()]
         else:
             saved = self.load_checkpoint().get("metrics", [])
@@ -152,58 +152,6 @@ class RunDir:
             (warn or _stderr)(f"tinylm: warning: skipped {len(bad)} unreadable line(s) of {where} (line {shown}): "
                               "not evaluations as tinylm writes them, perhaps a truncated write or an edit")
         return [record for _, record in lines if is_evaluation(record)]
-
-
-# What each known field of an evaluation must be; other fields pass unchecked.
-_NUMBER_FIELDS = ("train_loss", "val_loss", "train_perplexity", "val_perplexity", "val_bpb", "lr")
-MAX_TIME = 253_402_300_799  # 9999-12-31 in Unix seconds: later dates do not format
-
-
-def is_evaluation(record: Any) -> bool:
-    """A dict with a non-negative int ``step``; losses, perplexities, ``time`` and ``elapsed`` finite numbers
-    if present."""
-    if not isinstance(record, dict) or not _is_int(record.get("step")) or record["step"] < 0:
-        return False
-    numbers_ok = all(_is_finite(record[key]) for key in _NUMBER_FIELDS if key in record)
-    times_ok = all(_is_finite(record[key]) and 0 <= record[key] <= MAX_TIME for key in ("time", "elapsed")
-                   if key in record)
-    return numbers_ok and times_ok
-
-
-def wall_seconds(first: dict, last: dict) -> float | None:
-    """Seconds of training from evaluation ``first`` to ``last``, pauses between a stop and its resume left
-    out (``elapsed``); runs from before 2026-11-26 have only the clock's ``time``; None if neither."""
-    for key in ("elapsed", "time"):
-        if key in first and key in last:
-            return last[key] - first[key]
-    return None
-
-
-def seconds_trained(metrics: list[dict]) -> float:
-    """Where the clock of a resumed run starts again: the seconds trained up to its last evaluation."""
-    if not metrics:
-        return 0.0
-    if "elapsed" in metrics[-1]:
-        return metrics[-1]["elapsed"]
-    return max(wall_seconds(metrics[0], metrics[-1]) or 0.0, 0.0)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite(value: Any) -> bool:
-    if _is_int(value):
-        return abs(value) <= 2**53  # larger ints do not convert to a float exactly, or at all
-    return isinstance(value, float) and math.isfinite(value)
-
-
-def _json_object(raw: bytes) -> Any:
-    """The JSON value of one metrics line, or None for a line that is not UTF-8 JSON."""
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
-        return None
 
 
 def _left_by_start(name: str) -> bool:

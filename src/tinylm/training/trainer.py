@@ -23,8 +23,9 @@ from tqdm import tqdm
 from tinylm.data import BatchLoader
 from tinylm.device import autocast, model_device
 from tinylm.training.distributed import DistContext
+from tinylm.training.evaluations import seconds_trained
 from tinylm.training.graph_step import GraphedStep, portable_optimizer_state, set_lr
-from tinylm.training.rundir import clean_state_dict, seconds_trained, unwrap
+from tinylm.training.rundir import clean_state_dict, unwrap
 
 # Step losses wait on the device and are read every this many steps (and at each evaluation): one host
 # sync per 100 steps. Keeping them all until a rare evaluation held thousands of small allocations
