@@ -14,6 +14,7 @@ Every key lives in exactly one section (``model`` or ``train``), so a flat mappi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -90,6 +91,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     track: str = ""  # experiment trackers, comma-separated: tensorboard, wandb, trackio ("" = none)
     keep_crlf: bool = False  # keep Windows line endings (CR LF) of a text file; off: read them as LF
+    init_from: str = ""  # a run directory (or export) whose weights this run starts from; "" = from scratch
 
 
 @dataclass
@@ -229,9 +231,10 @@ def load_config(
     file: str | Path | None = None,
     json_text: str | None = None,
     overrides: list[str] | None = None,
+    base: RunConfig | None = None,
 ) -> RunConfig:
-    """Defaults, then the preset, then the file, then the JSON string, then ``--set`` items."""
-    cfg = RunConfig()
+    """Defaults (or a copy of ``base``), then the preset, then the file, then the JSON string, then ``--set``."""
+    cfg = copy.deepcopy(base) if base is not None else RunConfig()
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")

@@ -63,6 +63,8 @@ def test_bad_config_fails_before_any_pod(project):
     assert "divisible" in line and project.api.calls.total() == 0
     line = one_error_line(project.main("train", "--name", "a;b", "--host", project.sshd.host))
     assert "run name" in line
+    line = one_error_line(project.main("train", "--set", "init_from=runs/base"))  # a local path the pod lacks
+    assert "init_from is not sent to the cloud machine" in line and project.api.calls.total() == 0
 
 
 def test_max_minutes_watchdog_stops_the_pod(project):

@@ -3,6 +3,7 @@
     tinylm train --preset attention-1 --out runs/attention-1
     tinylm train --config-json '{"max_iters": 200}' --set n_layer=2 --device cpu
     tinylm train --nproc 2 --preset attention-1 --out runs/a1       # DDP: starts torchrun for you
+    tinylm train --init-from runs/a1 --data notes.txt --set max_iters=300 --out runs/notes   # fine-tune
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def register(subparsers) -> None:
     add_config_arguments(train)
     train.add_argument("--out", metavar="DIR", help="run directory (default: runs/PRESET)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--init-from", metavar="RUN",
+                       help="start from this run's (or export's) weights, model keys and tokenizer: fine-tune it "
+                            "on --data, with fresh optimizer and schedule")
     train.add_argument("--sample-chars", type=int, default=300, metavar="N",
                        help="characters to sample at the end, and in each of the run card's two samples (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -34,13 +38,16 @@ def register(subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinylm.device import resolve_device
     from tinylm.training import distributed
+    from tinylm.training.finetune import finetune_config
     from tinylm.training.run import resumed_config, train_run
 
     check_options(args)
+    cfg, overrides = config_from_args(args)
     if args.resume:
-        cfg = resumed_config(args.out, config_from_args(args)[1])
-    else:
-        cfg = config_from_args(args)[0]
+        cfg = resumed_config(args.out, overrides)
+    elif args.init_from or cfg.train.init_from:  # --set init_from=RUN means the same
+        cfg = finetune_config(args.init_from or cfg.train.init_from, args.preset, args.config, args.config_json,
+                              overrides)
     run_dir = Path(args.out or Path("runs") / (args.preset or "custom"))
     resolve_device(cfg.train.device)  # fail on a missing GPU before reading any data
     if args.serve is not None and args.nproc is not None:
@@ -79,6 +86,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise TinyLMError(f"--sample-chars must be >= 0 (0: no sample), got {args.sample_chars}")
     if not args.resume:
         return
+    if args.init_from is not None:
+        raise TinyLMError("--init-from starts a new run and --resume continues one; give one of them")
     if args.out is None:
         raise TinyLMError("--resume needs --out DIR, the run directory to continue")
     given = [option for option, value in (("--preset", args.preset), ("--config", args.config),

@@ -29,7 +29,7 @@ from tinylm.cloud.state import CloudState, check_local_out
 from tinylm.cloud.target import DEFAULT_REMOTE_DIR, Target, install_watchdog, wait_for_ssh
 from tinylm.config import RunConfig, validate
 from tinylm.data import data_dir, read_text
-from tinylm.errors import DataError, TinyLMError
+from tinylm.errors import ConfigError, DataError, TinyLMError
 from tinylm.training.rundir import CHECKPOINT_NAME
 
 REMOTE_PYTHON_ENV = "TINYLM_CLOUD_REMOTE_PYTHON"  # e.g. a machine that already has torch and tinylm's deps
@@ -197,6 +197,9 @@ def take_down(state: CloudState, target: Target | None, log=print) -> None:
 def check_run_inputs(cfg: RunConfig) -> None:
     """The config and the --data file, checked here before any pod is made or byte is sent."""
     validate(cfg)
+    if cfg.train.init_from:  # a local run directory: the machine has no copy of it
+        raise ConfigError("init_from is not sent to the cloud machine; fine-tune locally with tinylm train "
+                          "--init-from, or leave init_from unset")
     if cfg.train.data:
         read_text(Path(cfg.train.data).expanduser())  # missing, empty, not UTF-8: DataError now, not remotely
 

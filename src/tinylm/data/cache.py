@@ -60,6 +60,14 @@ def _intact(entry: Path) -> bool:
         return False
 
 
+def unseen_characters(name: str | Path, exc: UnknownCharactersError) -> DataError:
+    """The error for a data file (resumed, evaluated or fine-tuned on) that the run's char tokenizer cannot encode."""
+    shown = " ".join(repr(ch) for ch in exc.unknown)
+    return DataError(f"data file {name} has characters this run never saw in training: {shown}; give the data the "
+                     "run was trained on (--data), text without them, or train a new run on this file (a byte or "
+                     "BPE tokenizer covers any text)")
+
+
 def _build(text_file: Path, entry: Path, opts: PrepareOptions, tokenizer: Tokenizer | None) -> Path:
     entry.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_builds(entry.parent)
@@ -67,9 +75,7 @@ def _build(text_file: Path, entry: Path, opts: PrepareOptions, tokenizer: Tokeni
     try:
         prepare([str(text_file)], private, opts, tokenizer)
     except UnknownCharactersError as exc:
-        shown = " ".join(repr(ch) for ch in exc.unknown)
-        raise DataError(f"data file {text_file} has characters this run never saw in training: {shown}; give the "
-                        "data the run was trained on (--data), or train a new run on this file") from None
+        raise unseen_characters(text_file, exc) from None
     except MissingFieldError as exc:  # train has no --text-field: prepare names the field
         raise DataError(f"{exc.where}; prepare it with `tinylm prepare {text_file} --text-field NAME --out DIR` "
                         "and train with --data DIR") from None

@@ -13,7 +13,6 @@ continue it with ``resume=True`` or pick another directory.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 
 from tinylm.config import RunConfig, apply_overrides, validate
 from tinylm.data import CharTokenizer, Tokenizer, UnknownCharactersError, load_text, split, tokenizer_from_dict
-from tinylm.data.cache import cached_dataset
+from tinylm.data.cache import cached_dataset, unseen_characters
 from tinylm.data.loader import make_loader
 from tinylm.data.shards import is_prepared, open_prepared
 from tinylm.device import resolve_device
@@ -34,6 +33,7 @@ from tinylm.training.averaging import averaging_callbacks
 from tinylm.training.ckpt_checks import check_training_state
 from tinylm.training.compiled import compile_for_training
 from tinylm.training.distributed import DistContext, wrap_model
+from tinylm.training.finetune import refuse_model_changes, source_weights
 from tinylm.training.rundir import RunDir
 from tinylm.training.tracking import require_trackers, tracking_for
 from tinylm.training.trainer import Callback, ProgressBar, StopAtValLoss, Trainer
@@ -106,9 +106,7 @@ def _encode_data(tokenizer: Tokenizer, text: str, name: str) -> np.ndarray:
     try:
         return tokenizer.encode_array(text)
     except UnknownCharactersError as exc:
-        shown = " ".join(repr(ch) for ch in exc.unknown)
-        raise DataError(f"data file {name} has characters this run never saw in training: {shown}; give the data "
-                        "the run was trained on (--data), or train a new run on this file") from None
+        raise unseen_characters(name, exc) from None
 
 
 def _prepared_corpus(path: str, tokenizer: Tokenizer | None) -> Corpus:
@@ -128,22 +126,13 @@ def resumed_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
     cfg = copy.deepcopy(saved)
     apply_overrides(cfg, overrides)
     validate(cfg)
-    _refuse_model_changes(saved, cfg)
+    refuse_model_changes(saved, cfg, "a resumed run must keep its model keys; drop those --set items, or train a "
+                                     "new run with another --out")
     step = ckpt.get("step")
     if isinstance(step, int) and cfg.train.max_iters < step:  # the loop would not run, and the run would shrink
         raise ConfigError(f"max_iters {cfg.train.max_iters} is below the saved step: the run is already at step "
                           f"{step}; give --set max_iters={step} or more")
     return cfg
-
-
-def _refuse_model_changes(saved: RunConfig, cfg: RunConfig) -> None:
-    """The saved weights fit only the saved model keys; dropout alone changes neither shapes nor meaning."""
-    before, after = dataclasses.asdict(saved.model), dataclasses.asdict(cfg.model)
-    changed = [f"{key} {before[key]} -> {after[key]}" for key in before
-               if before[key] != after[key] and key != "dropout"]
-    if changed:
-        raise ConfigError(f"--set changes the model's shape ({', '.join(changed)}), but a resumed run must keep "
-                          "its model keys; drop those --set items, or train a new run with another --out")
 
 
 def schedule_for(cfg: RunConfig) -> LRSchedule | None:
@@ -156,14 +145,19 @@ def schedule_for(cfg: RunConfig) -> LRSchedule | None:
 
 
 def build_trainer(cfg: RunConfig, corpus: Corpus, run_dir: str | Path | None, resume: bool = False,
-                  progress: bool = True, log=None, dist: DistContext | None = None) -> Trainer:
+                  progress: bool = True, log=None, dist: DistContext | None = None,
+                  initial_weights: dict[str, torch.Tensor] | None = None) -> Trainer:
+    """``initial_weights``: a state_dict to start from (a fine-tune) instead of the random init."""
     dist = dist or DistContext()
     device = dist.device or resolve_device(cfg.train.device)
     m, t = cfg.model, cfg.train
     torch.manual_seed(t.seed)
     if t.threads:
         torch.set_num_threads(t.threads)  # process-wide; 1 avoids oversubscribing a shared CPU
-    model = build_model(m, corpus.tokenizer.vocab_size).to(device)
+    model = build_model(m, corpus.tokenizer.vocab_size)
+    if initial_weights is not None:  # before the optimizer, compiling, DDP and averaging see the weights
+        model.load_state_dict(initial_weights)
+    model = model.to(device)
     optimizer = make_optimizer(model, t)
     vocab = corpus.tokenizer.vocab_size
     train_loader = make_loader(corpus.train_data, m.block_size, t.batch_size, device, seed=t.seed, vocab_size=vocab)
@@ -231,15 +225,17 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None, resume: bool = False,
     """
     dist = dist or DistContext()
     require_trackers(cfg)
-    tokenizer = None
+    tokenizer, initial = None, None
     if resume:
         dist.run_on_main(RunDir(run_dir).check_writable)
         dist.run_on_main(lambda: RunDir(run_dir).remove_stale_temps())  # left by a kill mid-write
         tokenizer = tokenizer_from_dict(RunDir(run_dir).load_checkpoint()["tokenizer"])
+    elif cfg.train.init_from:  # a fine-tune: the source's weights and tokenizer (resuming one needs neither)
+        initial, tokenizer = source_weights(cfg)
     corpus = prepare_corpus(cfg, tokenizer)
     if run_dir is not None and not resume:
         dist.run_on_main(lambda: RunDir(run_dir).start(cfg, corpus.tokenizer))
-    trainer = build_trainer(cfg, corpus, run_dir, resume, progress, log, dist)
+    trainer = build_trainer(cfg, corpus, run_dir, resume, progress, log, dist, initial)
     if resume:  # only once the checkpoint has loaded: a refused resume leaves config.json as it was
         dist.run_on_main(lambda: RunDir(run_dir).write_config(cfg))
     final = trainer.train()
