@@ -173,3 +173,10 @@ def test_prepare_smoke_prints_every_section(shakespeare):
     assert sum("loader | median" in r for r in rows) == 2
     bpb = [float(r.split("|")[7]) for r in rows if "cpu-small, 2 iters" in r]
     assert len(bpb) == 2 and all(0 < b < 16 for b in bpb)
+
+
+def test_finetune_prints_the_source_the_finetune_and_a_new_model_on_the_target(shakespeare):
+    out = run_script("finetune.py", "--smoke")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert [row.split("|")[1].strip().split(",")[0] for row in rows[1:]] == ["source", "source", "new cpu-small"]
+    assert all(0 < float(row.split("|")[3]) < 9 for row in rows[1:])  # bits per byte of a byte model

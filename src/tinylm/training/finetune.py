@@ -3,12 +3,12 @@
     cfg = finetune_config("runs/base", overrides=["data=notes.txt", "max_iters=300", "learning_rate=3e-4"])
     train_run(cfg, "runs/notes")        # step 0 has runs/base's weights; optimizer and schedule start fresh
 
-The new run takes its model keys (the shape) and its tokenizer from the source, a run directory or an
-export (``tinylm export --format safetensors``); a run saved with weight averaging gives its averaged
-weights, the ones it was evaluated with. Training keys start from the defaults, except the data,
-which stays the source's unless given. Options may change ``dropout``; any other model key they change
-is refused, since the weights would not fit. The source is read once, at the start: a resumed
-fine-tune continues from its own checkpoint.
+The new run takes the source's config (a run directory's, or an export's from ``tinylm export --format
+safetensors``), and the options go on top, as ``--resume`` does; its tokenizer is the source's. A run
+saved with weight averaging gives its averaged weights, the ones it was evaluated with. Options may
+change ``dropout`` and any training key (the data, the steps, the learning rate); a model key that
+changes is refused, since the weights would not fit. The source is read once, at the start: a
+resumed fine-tune continues from its own checkpoint.
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ from pathlib import Path
 
 import torch
 
-from tinylm.config import ModelConfig, RunConfig, TrainConfig, load_config
+from tinylm.config import RunConfig, load_config
 from tinylm.data import Tokenizer
 from tinylm.errors import ConfigError
 from tinylm.training.rundir import load_run
 
-DATA_KEYS = ("data", "val_fraction", "keep_crlf")  # what the source's data was: kept unless the options change it
-
 
 def finetune_config(source: str | Path, preset: str | None = None, file: str | Path | None = None,
                     json_text: str | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """The source's model and data keys, default training keys, then the options on top (as load_config)."""
+    """The source's config, then the options on top (in load_config's order), and ``init_from``."""
     saved = load_run(source)[2]
-    train = TrainConfig(**{key: getattr(saved.train, key) for key in DATA_KEYS})
-    base = RunConfig(model=ModelConfig(**dataclasses.asdict(saved.model)), train=train)
-    cfg = load_config(preset, file, json_text, [*(overrides or []), f"init_from={source}"], base=base)
+    cfg = load_config(preset, file, json_text, [*(overrides or []), f"init_from={source}"], base=saved)
     refuse_model_changes(saved, cfg, f"--init-from {source} starts from that run's weights, so the model keys "
                                      "must stay its own; drop those options (dropout may change)")
     return cfg
