@@ -24,8 +24,8 @@ def register(subparsers) -> None:
     train.add_argument("--out", metavar="DIR", help="run directory (default: runs/PRESET)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--init-from", metavar="RUN",
-                       help="start from this run's (or export's) weights, model keys and tokenizer: fine-tune it "
-                            "on --data, with fresh optimizer and schedule")
+                       help="a new run from this run's (or export's) weights, config and tokenizer: fine-tune "
+                            "it (on --data, with --set changes) with a fresh optimizer and schedule")
     train.add_argument("--sample-chars", type=int, default=300, metavar="N",
                        help="characters to sample at the end, and in each of the run card's two samples (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

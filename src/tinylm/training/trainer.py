@@ -104,8 +104,8 @@ class Trainer:
         self.metrics: list[dict[str, float]] = []
         self.train_losses: list[float] = []  # one per step, filled in every LOSS_SYNC_STEPS and at evaluations
         self.eval_seconds = 0.0  # time spent in evaluations, for benchmarks that leave it out
-        self.seconds_before = 0.0  # wall time of the sessions before a resume (the pause between them is not)
-        self._session_began = time.perf_counter()  # train() sets it again: the clock runs while it trains
+        self.seconds_before = 0.0  # wall time of earlier train() calls and runs before a resume, pauses left out
+        self._session_began: float | None = None  # the clock runs only inside train()
         self.last_grad_norm: torch.Tensor | None = None  # the last step's norm before clipping (grad_clip > 0)
         self._pending_losses: list[torch.Tensor] = []  # on the device until read: no sync per step
         self.graphed = self._graphed_step() if cuda_graph else None  # None: every step runs eagerly
@@ -128,6 +128,7 @@ class Trainer:
         self.sync_losses()
         for callback in self.callbacks:
             callback.on_train_end(self)
+        self.seconds_before, self._session_began = self.elapsed(), None
         return self.metrics[-1] if self.metrics else {}
 
     def run_steps(self, n: int) -> None:
@@ -210,7 +211,7 @@ class Trainer:
         began = time.perf_counter()
         result = {"step": self.step, **self.evaluator.estimate(),
                   "lr": float(self.optimizer.param_groups[0]["lr"]), "time": time.time(),
-                  "elapsed": self.seconds_before + time.perf_counter() - self._session_began}
+                  "elapsed": self.elapsed()}
         self.eval_seconds += time.perf_counter() - began
         self.metrics.append(result)
         self.last_eval_step = self.step
@@ -220,6 +221,11 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_eval(self, result)
         return result
+
+    def elapsed(self) -> float:
+        """Seconds this run has spent in train(), across resumes, not counting the pauses between them."""
+        running = time.perf_counter() - self._session_began if self._session_began is not None else 0.0
+        return self.seconds_before + running
 
     def rehearse(self, steps: int) -> None:
         """Take ``steps`` throwaway steps, then put the run back as it was: weights, optimizer state,
