@@ -38,16 +38,10 @@ def register(subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tinylm.device import resolve_device
     from tinylm.training import distributed
-    from tinylm.training.finetune import finetune_config
-    from tinylm.training.run import resumed_config, train_run
+    from tinylm.training.run import train_run
 
     check_options(args)
-    cfg, overrides = config_from_args(args)
-    if args.resume:
-        cfg = resumed_config(args.out, overrides)
-    elif args.init_from or cfg.train.init_from:  # --set init_from=RUN means the same
-        cfg = finetune_config(args.init_from or cfg.train.init_from, args.preset, args.config, args.config_json,
-                              overrides)
+    cfg = run_config(args)
     run_dir = Path(args.out or Path("runs") / (args.preset or "custom"))
     resolve_device(cfg.train.device)  # fail on a missing GPU before reading any data
     if args.serve is not None and args.nproc is not None:
@@ -77,6 +71,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if server is not None:
         keep_serving(server)
     return 0
+
+
+def run_config(args: argparse.Namespace):
+    """A resumed run's own config, a fine-tune's source's, or the options' alone; ``--set`` items on top."""
+    from tinylm.training.finetune import finetune_config
+    from tinylm.training.run import resumed_config
+
+    cfg, overrides = config_from_args(args)
+    if args.resume:
+        return resumed_config(args.out, overrides)
+    if args.init_from or cfg.train.init_from:  # --set init_from=RUN means the same
+        return finetune_config(args.init_from or cfg.train.init_from, args.preset, args.config, args.config_json,
+                               overrides)
+    return cfg
 
 
 def check_options(args: argparse.Namespace) -> None:
