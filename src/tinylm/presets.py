@@ -42,16 +42,15 @@ PRESETS: dict[str, dict] = {
         "batch_size": 12, "max_iters": 2000, "lr_decay_iters": 2000, "dropout": 0.0, "eval_iters": 20,
         "data": "data/shakespeare-bpe1024",
     },
-    # One GPU: nanogpt-char's shape with the fast-learning tricks, bf16 autocast, the step recorded as a
-    # CUDA graph, a linear warmdown that ends at step 700 (no early stop: the schedule ends the run).
-    # On an H100, seed 1337: 700 steps gave a full val loss of 1.4524 in 13.5 s of training and 26.8 s
-    # wall; the 1500-step schedule stopping at val 1.47 gave 1.4581 at step 800, 15.4 s and 35.1 s; a
-    # 600-step schedule 1.4685 (benchmarks/RESULTS.md, "CUDA graphs on an H100"). Eager steps take 21.8 s
-    # for 800. Not compiled: compiling took 26 s before the first step there (5.6 s of training, 59.6 s wall).
+    # One GPU: nanogpt-char's shape with the fast-learning tricks, bf16 autocast, compiled, the step
+    # recorded as a CUDA graph, a linear warmdown that ends at step 700 (no early stop). On an H100
+    # (2026-11-26, seeds 1337-1339): 4.9 s of training, full val loss 1.4535 / 1.4560 / 1.4606, 23.2-28.8 s
+    # wall once inductor's cache holds the compiled code; the first run on a machine compiles for ~22 s
+    # (41.4 s wall). Not compiled, graphed: 13.5 s of training, 25.9-30.6 s wall (benchmarks/RESULTS.md).
     "speedrun": {
         **_NANOGPT_CHAR, **_FAST_LEARNING, "dropout": 0.2, "learning_rate": 3e-3, "muon_lr": 0.02,
         "warmup_iters": 50, "max_iters": 700, "lr_decay_iters": 700, "eval_interval": 100,
-        "eval_iters": 10, "compile": False, "cuda_graph": True,
+        "eval_iters": 10, "compile": True, "cuda_graph": True,
     },
     # The 2-core CPU: val loss <= 1.65 on the full val split within 60 s of wall time (the 60 s track of
     # benchmarks/speedrun.py). At this budget (~2.5 M tokens) a shallow, narrow model wins: measured side
